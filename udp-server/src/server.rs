@@ -1,0 +1,438 @@
+//! The server: one receive loop, one send loop, and graceful shutdown.
+//!
+//! [`Server::run`] owns the socket for its lifetime. The receive loop reads each datagram into
+//! a shared buffer (one copy, out of the kernel), offers it to the [router](crate::router), and
+//! opens sessions through the [`ProtocolHandler`] for peers without one. It never waits on a
+//! session: a full inbound queue drops the datagram. Per-datagram errors (ICMP port-unreachable
+//! surfaces on Linux as `ECONNREFUSED` on the next receive) are counted, logged and survived;
+//! only a fatal socket error ends the server. The send loop drains the outbound queue that
+//! every session shares.
+//!
+//! Shutdown, when the caller's token is cancelled: no new sessions; live sessions keep being
+//! served for up to [`ServerConfig::shutdown_grace`]; then their tokens are cancelled and the
+//! server waits briefly for them to end; finally the outbound queue is flushed and `run`
+//! returns.
+
+use std::io;
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use socket2::{SockAddr, SockRef};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+
+use crate::datagram::Outgoing;
+use crate::handler::{PeerSender, ProtocolHandler, Refusal, SessionEnd, SessionIo};
+use crate::router::{Delivery, RouteId, Router};
+use crate::stats::Stats;
+
+/// The largest datagram received whole (the UDP length field's limit).
+const MAX_DATAGRAM: usize = 65_535;
+
+/// Receive buffers are carved out of chunks this large, so that small datagrams share one
+/// allocation and a received datagram is never copied again.
+const RECEIVE_CHUNK: usize = 4 * MAX_DATAGRAM;
+
+/// How many outgoing datagrams the send loop takes from its queue per wake-up.
+const SEND_BATCH: usize = 64;
+
+/// Limits and timings of a [`Server`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Live sessions at most; a new peer beyond it is [refused](Refusal::SessionLimit).
+    pub max_sessions: usize,
+    /// Datagrams queued per session before new ones are dropped.
+    pub inbound_queue_depth: usize,
+    /// Datagrams queued for the send loop before sessions wait to send.
+    pub outbound_queue_depth: usize,
+    /// How long live sessions may keep running after shutdown is requested.
+    pub shutdown_grace: Duration,
+    /// After the grace period, how long to wait for cancelled sessions to end before giving
+    /// up on them.
+    pub cancel_wait: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_sessions: 10_000,
+            inbound_queue_depth: 128,
+            outbound_queue_depth: 4096,
+            shutdown_grace: Duration::from_secs(10),
+            cancel_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Sets [`max_sessions`](Self::max_sessions).
+    pub fn with_max_sessions(mut self, max_sessions: usize) -> Self {
+        self.max_sessions = max_sessions;
+        self
+    }
+
+    /// Sets [`inbound_queue_depth`](Self::inbound_queue_depth) (at least 1).
+    pub fn with_inbound_queue_depth(mut self, depth: usize) -> Self {
+        self.inbound_queue_depth = depth.max(1);
+        self
+    }
+
+    /// Sets [`outbound_queue_depth`](Self::outbound_queue_depth) (at least 1).
+    pub fn with_outbound_queue_depth(mut self, depth: usize) -> Self {
+        self.outbound_queue_depth = depth.max(1);
+        self
+    }
+
+    /// Sets [`shutdown_grace`](Self::shutdown_grace).
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Sets [`cancel_wait`](Self::cancel_wait).
+    pub fn with_cancel_wait(mut self, wait: Duration) -> Self {
+        self.cancel_wait = wait;
+        self
+    }
+}
+
+/// A UDP server for one [`ProtocolHandler`]. Cheap to clone; every clone shares the handler
+/// and the counters, so one server can [`run`](Self::run) on several sockets at once.
+#[derive(Debug)]
+pub struct Server<H> {
+    /// The protocol.
+    handler: Arc<H>,
+    /// Limits and timings.
+    config: ServerConfig,
+    /// Counters, shared with whoever asked for them.
+    stats: Arc<Stats>,
+}
+
+impl<H> Clone for Server<H> {
+    fn clone(&self) -> Self {
+        Self {
+            handler: Arc::clone(&self.handler),
+            config: self.config.clone(),
+            stats: Arc::clone(&self.stats),
+        }
+    }
+}
+
+impl<H: ProtocolHandler> Server<H> {
+    /// A server for `handler` with `config`.
+    pub fn new(handler: H, config: ServerConfig) -> Self {
+        Self::with_shared_handler(Arc::new(handler), config)
+    }
+
+    /// A server for a handler the caller keeps a handle to.
+    pub fn with_shared_handler(handler: Arc<H>, config: ServerConfig) -> Self {
+        Self {
+            handler,
+            config,
+            stats: Arc::default(),
+        }
+    }
+
+    /// The server's counters (live; read them with [`Stats::snapshot`]).
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Serves `socket` until `shutdown` is cancelled and the shutdown sequence completes (see
+    /// the module docs), or until a fatal socket error, which is returned after the same
+    /// sequence without the grace period.
+    pub async fn run(&self, socket: UdpSocket, shutdown: CancellationToken) -> io::Result<()> {
+        let socket = Arc::new(socket);
+        let local = socket.local_addr()?;
+        info!(%local, "udp server listening");
+        let (out_tx, out_rx) = mpsc::channel(self.config.outbound_queue_depth);
+        let send_loop = tokio::spawn(send_loop(
+            Arc::clone(&socket),
+            out_rx,
+            Arc::clone(&self.stats),
+        ));
+        let mut receive = ReceiveLoop {
+            socket,
+            handler: Arc::clone(&self.handler),
+            config: self.config.clone(),
+            stats: Arc::clone(&self.stats),
+            router: Router::default(),
+            out_tx,
+            sessions: TaskTracker::new(),
+            sessions_cancel: CancellationToken::new(),
+            ended: mpsc::unbounded_channel(),
+            buf: BytesMut::with_capacity(RECEIVE_CHUNK),
+        };
+        let result = receive.run(shutdown).await;
+        receive.sessions.close();
+        receive.sessions.wait().await;
+        drop(receive); // drops the last outbound sender: the send loop drains and ends
+        if let Err(e) = send_loop.await {
+            error!("send loop failed: {e}");
+        }
+        info!(%local, "udp server stopped");
+        result
+    }
+}
+
+/// A session task's last word to the receive loop.
+#[derive(Debug)]
+struct SessionEnded {
+    /// Whose route to remove.
+    peer: SocketAddr,
+    /// Which session of that peer ended.
+    id: RouteId,
+    /// How it ended (maybe with a datagram for a new session).
+    end: SessionEnd,
+}
+
+/// Sends [`SessionEnded`] when a session task finishes, even if it panicked or was dropped, so
+/// that a route can never outlive its session.
+struct EndNotice {
+    /// Filled in by the session when it returns normally.
+    end: SessionEnd,
+    /// The peer and route id, taken when the notice is sent.
+    route: Option<(SocketAddr, RouteId)>,
+    /// The receive loop's end-of-session queue.
+    tx: mpsc::UnboundedSender<SessionEnded>,
+    /// Counts the close.
+    stats: Arc<Stats>,
+}
+
+impl Drop for EndNotice {
+    fn drop(&mut self) {
+        Stats::bump(&self.stats.sessions_closed);
+        if let Some((peer, id)) = self.route.take() {
+            let end = std::mem::replace(&mut self.end, SessionEnd::Done);
+            let _ = self.tx.send(SessionEnded { peer, id, end });
+        }
+    }
+}
+
+/// The receive side of a running server.
+struct ReceiveLoop<H> {
+    /// The socket, shared with the send loop.
+    socket: Arc<UdpSocket>,
+    /// Opens sessions.
+    handler: Arc<H>,
+    /// Limits and timings.
+    config: ServerConfig,
+    /// Counters.
+    stats: Arc<Stats>,
+    /// Live sessions by peer.
+    router: Router,
+    /// The send loop's queue; cloned into every [`PeerSender`].
+    out_tx: mpsc::Sender<Outgoing>,
+    /// Every session task, for waiting on them at shutdown.
+    sessions: TaskTracker,
+    /// Parent of every session's token; cancelled when the grace period ends.
+    sessions_cancel: CancellationToken,
+    /// Session tasks report here when they end.
+    ended: (
+        mpsc::UnboundedSender<SessionEnded>,
+        mpsc::UnboundedReceiver<SessionEnded>,
+    ),
+    /// Where datagrams are received; split off as [`Bytes`] without copying.
+    buf: BytesMut,
+}
+
+/// Where the receive loop is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Serving and opening sessions.
+    Serving,
+    /// Shutdown requested: serving live sessions only, until the deadline.
+    Draining,
+    /// Grace period over: sessions are cancelled; waiting for them until the deadline.
+    Cancelling,
+}
+
+impl<H: ProtocolHandler> ReceiveLoop<H> {
+    async fn run(&mut self, shutdown: CancellationToken) -> io::Result<()> {
+        let mut phase = Phase::Serving;
+        let deadline = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(deadline);
+        let mut result = Ok(());
+        loop {
+            if phase != Phase::Serving && self.router.is_empty() {
+                break;
+            }
+            tokio::select! {
+                biased;
+                Some(ended) = self.ended.1.recv() => self.session_ended(ended, phase),
+                () = shutdown.cancelled(), if phase == Phase::Serving => {
+                    info!(live = self.router.len(), "shutdown requested: draining live sessions");
+                    phase = Phase::Draining;
+                    deadline.as_mut().reset(Instant::now() + self.config.shutdown_grace);
+                }
+                () = &mut deadline, if phase != Phase::Serving => {
+                    if phase == Phase::Cancelling {
+                        warn!(live = self.router.len(), "sessions did not end after cancellation; leaving them");
+                        break;
+                    }
+                    info!(live = self.router.len(), "grace period over: cancelling live sessions");
+                    self.sessions_cancel.cancel();
+                    phase = Phase::Cancelling;
+                    deadline.as_mut().reset(Instant::now() + self.config.cancel_wait);
+                }
+                received = receive(&self.socket, &mut self.buf) => match received {
+                    Ok((datagram, peer)) => self.route(datagram, peer, phase),
+                    Err(e) if is_transient(&e) => {
+                        Stats::bump(&self.stats.receive_errors);
+                        debug!("receive error (ignored): {e}");
+                    }
+                    Err(e) => {
+                        error!("fatal socket error: {e}");
+                        result = Err(e);
+                        break;
+                    }
+                },
+            }
+        }
+        // On a fatal error, or sessions left behind: cancel whatever is still live.
+        self.sessions_cancel.cancel();
+        result
+    }
+
+    /// Routes one received datagram.
+    fn route(&mut self, datagram: Bytes, peer: SocketAddr, phase: Phase) {
+        Stats::bump(&self.stats.datagrams_in);
+        match self.router.deliver(peer, datagram) {
+            Delivery::Delivered => {}
+            Delivery::QueueFull => {
+                Stats::bump(&self.stats.dropped_queue_full);
+                debug!(%peer, "session queue full: datagram dropped");
+            }
+            Delivery::NoSession(datagram) => self.open(datagram, peer, phase),
+        }
+    }
+
+    /// A session has ended: drop its route, and dispatch the datagram it handed back.
+    fn session_ended(&mut self, ended: SessionEnded, phase: Phase) {
+        self.router.remove(ended.peer, ended.id);
+        if let SessionEnd::Handoff(datagram) = ended.end {
+            match self.router.deliver(ended.peer, datagram) {
+                Delivery::NoSession(datagram) => self.open(datagram, ended.peer, phase),
+                Delivery::Delivered | Delivery::QueueFull => {}
+            }
+        }
+    }
+
+    /// Asks the handler about a datagram from a peer without a live session.
+    fn open(&mut self, first: Bytes, peer: SocketAddr, phase: Phase) {
+        let outbound = PeerSender::new(peer, self.out_tx.clone());
+        if phase != Phase::Serving {
+            Stats::bump(&self.stats.refused_shutting_down);
+            self.handler.refuse(first, &outbound, Refusal::ShuttingDown);
+            return;
+        }
+        if self.router.len() >= self.config.max_sessions {
+            Stats::bump(&self.stats.refused_session_limit);
+            debug!(%peer, "session limit reached: peer refused");
+            self.handler.refuse(first, &outbound, Refusal::SessionLimit);
+            return;
+        }
+        let (tx, inbound) = mpsc::channel(self.config.inbound_queue_depth);
+        let io = SessionIo {
+            peer,
+            inbound,
+            outbound,
+            cancel: self.sessions_cancel.child_token(),
+        };
+        let Some(session) = self.handler.open_session(first, io) else {
+            return;
+        };
+        let id = self.router.insert(peer, tx);
+        Stats::bump(&self.stats.sessions_opened);
+        let notice = EndNotice {
+            end: SessionEnd::Done,
+            route: Some((peer, id)),
+            tx: self.ended.0.clone(),
+            stats: Arc::clone(&self.stats),
+        };
+        self.sessions.spawn(async move {
+            // Moved whole into the task so that it drops (and reports) when the task ends,
+            // however it ends.
+            let mut notice = notice;
+            notice.end = session.await;
+        });
+    }
+}
+
+/// Receives one datagram into the spare capacity of `buf` and splits it off.
+async fn receive(socket: &UdpSocket, buf: &mut BytesMut) -> io::Result<(Bytes, SocketAddr)> {
+    if buf.capacity() < MAX_DATAGRAM && !buf.try_reclaim(MAX_DATAGRAM) {
+        *buf = BytesMut::with_capacity(RECEIVE_CHUNK);
+    }
+    let (_, peer) = socket.recv_buf_from(buf).await?;
+    Ok((buf.split().freeze(), peer))
+}
+
+/// Errors that concern one datagram or one peer, not the socket.
+fn is_transient(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | HostUnreachable
+            | NetworkUnreachable
+            | Interrupted
+            | WouldBlock
+            | TimedOut
+            | OutOfMemory
+            | PermissionDenied
+    ) || e.raw_os_error().is_some_and(is_transient_os_error)
+}
+
+/// `EMSGSIZE`, `ENOBUFS` and `EHOSTDOWN`/`ENONET`-style conditions pass with the datagram.
+fn is_transient_os_error(code: i32) -> bool {
+    // Linux numbers; elsewhere these simply never match and the kind check above decides.
+    const EMSGSIZE: i32 = 90;
+    const ENOBUFS: i32 = 105;
+    const EHOSTDOWN: i32 = 112;
+    const ENONET: i32 = 64;
+    cfg!(target_os = "linux") && matches!(code, EMSGSIZE | ENOBUFS | EHOSTDOWN | ENONET)
+}
+
+/// Sends every queued datagram until all senders are gone and the queue is empty.
+async fn send_loop(socket: Arc<UdpSocket>, mut rx: mpsc::Receiver<Outgoing>, stats: Arc<Stats>) {
+    let mut batch = Vec::with_capacity(SEND_BATCH);
+    while rx.recv_many(&mut batch, SEND_BATCH).await > 0 {
+        for out in batch.drain(..) {
+            match send(&socket, &out).await {
+                Ok(_) => Stats::bump(&stats.datagrams_out),
+                Err(e) => {
+                    Stats::bump(&stats.send_errors);
+                    debug!(peer = %out.to, "send failed: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Sends one datagram: header and payload in one vectored write, without joining them.
+async fn send(socket: &UdpSocket, out: &Outgoing) -> io::Result<usize> {
+    let header = out.datagram.header();
+    let payload = out.datagram.payload();
+    if header.is_empty() {
+        return socket.send_to(payload, out.to).await;
+    }
+    let to = SockAddr::from(out.to);
+    let parts = [IoSlice::new(header), IoSlice::new(payload)];
+    socket
+        .async_io(Interest::WRITABLE, || {
+            SockRef::from(socket).send_to_vectored(&parts, &to)
+        })
+        .await
+}

@@ -1,0 +1,52 @@
+//! Binding a UDP socket the way a server wants it.
+//!
+//! [`Server::run`](crate::Server::run) takes an already-bound socket so that callers choose the
+//! address family and options; [`bind`] is the convenient default: `SO_REUSEADDR`, and for an
+//! IPv6 wildcard address a dual-stack socket (IPv4 peers appear as `::ffff:a.b.c.d`) where the
+//! OS allows it.
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+
+/// Binds a non-blocking UDP socket on `addr` for use with the server. Must be called inside a
+/// tokio runtime.
+pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    if let SocketAddr::V6(v6) = addr
+        && v6.ip().is_unspecified()
+    {
+        // Dual-stack is best effort: some systems forbid turning IPV6_V6ONLY off.
+        let _ = socket.set_only_v6(false);
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn binds_an_ephemeral_loopback_port() {
+        let socket = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_ne!(socket.local_addr().unwrap().port(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_wildcard_socket_accepts_ipv4_peers() {
+        let socket = bind("[::]:0".parse().unwrap()).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client.send_to(b"ping", ("127.0.0.1", port)).await.unwrap();
+        let mut buf = [0; 8];
+        let (n, from) = socket.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"ping");
+        assert_eq!(from.port(), client.local_addr().unwrap().port());
+    }
+}
