@@ -1,0 +1,41 @@
+//! Protocol settings of a [`TftpHandler`](crate::TftpHandler): timers, retries, option caps
+//! and access policy. Store limits live with the store ([`StoreLimits`](crate::StoreLimits)).
+
+use std::time::Duration;
+
+/// How the TFTP handler behaves. Start from [`Config::default`] and adjust fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// How long to wait for the peer before resending the last packet, unless the client
+    /// negotiated its own `timeout` / `utimeout` (RFC 2349).
+    pub retry_timeout: Duration,
+    /// Timeouts in a row after which a transfer is abandoned.
+    pub max_retries: u32,
+    /// Resends of the first reply (OACK, DATA 1 or ACK 0) to a peer that has never answered.
+    /// Kept small so that a spoofed request cannot turn the server into an amplifier.
+    pub first_reply_retries: u32,
+    /// After the final ACK of an upload, how long to keep answering a retransmitted final DATA
+    /// (the peer may not have seen the ACK; RFC 1350 section 6).
+    pub dally: Duration,
+    /// Largest `blksize` granted (RFC 2348 allows up to 65464); larger requests are clamped.
+    pub max_block_size: u16,
+    /// Largest `windowsize` granted (RFC 7440 allows up to 65535); larger requests are clamped.
+    pub max_window_size: u16,
+    /// Whether an upload may replace an existing file.
+    pub allow_overwrite: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            retry_timeout: Duration::from_secs(1),
+            max_retries: 5,
+            first_reply_retries: 2,
+            dally: Duration::from_secs(2),
+            max_block_size: 65_464,
+            max_window_size: 64,
+            allow_overwrite: true,
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! The TFTP protocol (RFC 1350, with options from RFC 2347, 2348, 2349 and 7440) as a
+//! [`udp_server::ProtocolHandler`], over an in-memory file store.
+//!
+//! Plug a [`TftpHandler`] into a [`udp_server::Server`] and every read or write request
+//! becomes a session: one actor that drives a sans-IO transfer state machine, with its own
+//! retry timer and cancellation token.
+//!
+//! # Layout
+//! - [`packet`]: the wire codec, decode and encode of every packet type.
+//! - [`netascii`]: streaming netascii translation, both directions.
+//! - `options`: option negotiation, producing transfer parameters and the OACK.
+//! - `transfer`: the sender (DATA out) and receiver (DATA in) state machines; no IO, no clock.
+//! - `worker`: the async actor that feeds a state machine datagrams and timeouts.
+//! - `session`: checks a request and starts the right transfer.
+//! - [`handler`]: [`TftpHandler`], the `ProtocolHandler` implementation.
+//! - [`store`]: the [`Store`] trait and the in-memory [`MemoryStore`].
+//! - [`names`]: file-name rules. [`config`]: protocol settings. [`error`]: ERROR replies.
+
+pub mod config;
+pub mod error;
+pub mod handler;
+pub mod names;
+pub mod netascii;
+mod options;
+pub mod packet;
+mod session;
+pub mod store;
+mod transfer;
+mod worker;
+
+pub use config::Config;
+pub use error::ErrorReply;
+pub use handler::TftpHandler;
+pub use options::{DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
+pub use packet::{ErrorCode, Mode, Packet};
+pub use store::{MemoryStore, MemoryUpload, Store, StoreError, StoreLimits, Upload};

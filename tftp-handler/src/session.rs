@@ -1,0 +1,165 @@
+//! From a request to a running transfer.
+//!
+//! Checks a read or write request (mode, file name, the store's answer, options), answers it
+//! with a single ERROR if it cannot be served, and otherwise builds the [`Sender`] or
+//! [`Receiver`] and hands it to the [worker](crate::worker) inside a tracing span that names
+//! the peer, the file, the direction and the mode.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tracing::{Instrument, info, info_span};
+use udp_server::{Datagram, SessionEnd, SessionIo};
+
+use crate::config::Config;
+use crate::error::ErrorReply;
+use crate::names;
+use crate::options::{Negotiated, SizeQuery, negotiate};
+use crate::packet::{ErrorCode, Mode, Packet, Request};
+use crate::store::Store;
+use crate::transfer::receiver::ReceiverParams;
+use crate::transfer::{BlockSource, Receiver, Sender, Timing};
+use crate::worker;
+
+/// Serves the request in `request` (an RRQ or WRQ datagram) to its end.
+pub(crate) async fn serve<S: Store>(
+    store: Arc<S>,
+    config: Arc<Config>,
+    request: Bytes,
+    io: SessionIo,
+) -> SessionEnd {
+    let (direction, req) = match Packet::decode(&request) {
+        Ok(Packet::Rrq(req)) => ("read", req),
+        Ok(Packet::Wrq(req)) => ("write", req),
+        _ => return SessionEnd::Done, // the handler only opens sessions for requests
+    };
+    let span = info_span!(
+        "transfer",
+        peer = %io.peer,
+        file = req.filename,
+        direction,
+        mode = req.mode.as_str(),
+    );
+    let started = match direction {
+        "read" => start_read(&*store, &config, &req).await,
+        _ => start_write(&*store, &config, &req).await,
+    };
+    drop(req);
+    async move {
+        match started {
+            Err(reply) => {
+                info!(%reply, "request refused");
+                let _ = io.outbound.send(Datagram::new(reply.to_bytes())).await;
+                SessionEnd::Done
+            }
+            Ok(Started::Read(sender)) => worker::run(sender, io, request, None::<S::Upload>).await,
+            Ok(Started::Write(receiver, upload)) => {
+                worker::run(receiver, io, request, Some(upload)).await
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// A transfer ready to run.
+enum Started<U> {
+    /// Serving a read request.
+    Read(Sender),
+    /// Serving a write request into this upload.
+    Write(Receiver, U),
+}
+
+/// The store key for a request, or the ERROR that refuses it.
+fn checked_name<'a>(req: &Request<'a>) -> Result<&'a str, ErrorReply> {
+    if req.mode == Mode::Mail {
+        return Err(ErrorReply::new(
+            ErrorCode::IllegalOperation,
+            "mail mode is not supported",
+        ));
+    }
+    names::normalize(req.filename)
+        .map_err(|e| ErrorReply::new(ErrorCode::AccessViolation, e.to_string()))
+}
+
+fn timing(config: &Config, negotiated: &Negotiated) -> Timing {
+    Timing {
+        timeout: negotiated
+            .params
+            .retry_timeout
+            .unwrap_or(config.retry_timeout),
+        max_retries: config.max_retries,
+        first_reply_retries: config.first_reply_retries,
+    }
+}
+
+fn store_error(e: crate::store::StoreError) -> ErrorReply {
+    ErrorReply::new(e.code(), e.to_string())
+}
+
+async fn start_read<S: Store>(
+    store: &S,
+    config: &Config,
+    req: &Request<'_>,
+) -> Result<Started<S::Upload>, ErrorReply> {
+    let name = checked_name(req)?;
+    let data = store.read(name).await.map_err(store_error)?;
+    let source = BlockSource::new(data, req.mode);
+    let negotiated = negotiate(
+        &req.options,
+        config,
+        SizeQuery::Read(|| source.transfer_size()),
+    )?;
+    let timing = timing(config, &negotiated);
+    let params = negotiated.params;
+    Ok(Started::Read(Sender::new(
+        source,
+        params.block_size,
+        params.window_size,
+        timing,
+        negotiated.oack,
+        now(),
+    )))
+}
+
+async fn start_write<S: Store>(
+    store: &S,
+    config: &Config,
+    req: &Request<'_>,
+) -> Result<Started<S::Upload>, ErrorReply> {
+    let name = checked_name(req)?;
+    let max_size = store.max_file_size();
+    let negotiated = negotiate(
+        &req.options,
+        config,
+        SizeQuery::Write::<fn() -> u64> {
+            max_file_size: max_size,
+        },
+    )?;
+    let upload = store
+        .begin_upload(name, config.allow_overwrite)
+        .await
+        .map_err(store_error)?;
+    let timing = timing(config, &negotiated);
+    let params = negotiated.params;
+    let receiver = Receiver::new(
+        ReceiverParams {
+            block_size: params.block_size,
+            window_size: params.window_size,
+            mode: req.mode,
+            max_size,
+            announced_size: params.announced_size,
+            dally: config.dally,
+            oack: negotiated.oack,
+        },
+        timing,
+        now(),
+    );
+    Ok(Started::Write(receiver, upload))
+}
+
+/// The current time on tokio's clock (paused in tests).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}

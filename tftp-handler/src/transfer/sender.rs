@@ -1,0 +1,469 @@
+//! The sending side of a transfer: DATA out, ACKs in (a server answering a read request).
+//!
+//! Lock-step (RFC 1350) is a window of one; with `windowsize` (RFC 7440) up to that many
+//! blocks go out before waiting. An ACK for a block inside the window acknowledges it and
+//! everything before it, and the next window starts right after it: at the window's end that
+//! is new data, earlier it means the blocks after it were lost and are sent again. A duplicate
+//! or stale ACK sends nothing (RFC 1123 4.2.3.1, the Sorcerer's Apprentice): only a timeout
+//! resends, and then the whole unacknowledged window. Block numbers are 16 bits on the wire
+//! and wrap from 65535 to 0; positions are kept as 64-bit counts and only the low 16 bits are
+//! compared, so wrap works at every block and window size.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use bytes::Bytes;
+use udp_server::Datagram;
+
+use super::retry::{Expiry, Retransmit, Timing};
+use super::{BlockSource, Outcome, Progress, Transfer};
+use crate::packet::{Packet, data_header};
+
+/// Sends one file.
+#[derive(Debug)]
+pub(crate) struct Sender {
+    /// Where blocks come from.
+    source: BlockSource,
+    /// Bytes per block.
+    block_size: usize,
+    /// Blocks in flight at most.
+    window_size: usize,
+    /// Retransmission timer.
+    timer: Retransmit,
+    /// The OACK, while it waits for ACK 0 (RFC 2347).
+    oack: Option<Bytes>,
+    /// Blocks acknowledged so far (the 1-based index of the last one).
+    acked: u64,
+    /// Blocks `acked + 1 ..` that have been cut but not acknowledged, oldest first.
+    window: VecDeque<Bytes>,
+    /// Index of the last block (the short one), once it has been cut.
+    final_block: Option<u64>,
+    /// Datagrams waiting for [`Transfer::poll_transmit`].
+    transmit: VecDeque<Datagram>,
+    /// File bytes acknowledged.
+    bytes_acked: u64,
+    /// Set when the transfer ends.
+    outcome: Option<Outcome>,
+}
+
+impl Sender {
+    /// Starts sending `source`: the OACK if options were accepted, else the first window.
+    pub(crate) fn new(
+        source: BlockSource,
+        block_size: u16,
+        window_size: u16,
+        timing: Timing,
+        oack: Option<Bytes>,
+        now: Instant,
+    ) -> Self {
+        let mut sender = Self {
+            source,
+            block_size: usize::from(block_size),
+            window_size: usize::from(window_size.max(1)),
+            timer: Retransmit::new(timing),
+            oack,
+            acked: 0,
+            window: VecDeque::new(),
+            final_block: None,
+            transmit: VecDeque::new(),
+            bytes_acked: 0,
+            outcome: None,
+        };
+        match &sender.oack {
+            Some(oack) => sender.transmit.push_back(Datagram::new(oack.clone())),
+            None => sender.send_window(),
+        }
+        sender.timer.arm(now);
+        sender
+    }
+
+    /// Cuts blocks until the window is full or the last block is cut.
+    fn fill_window(&mut self) {
+        while self.window.len() < self.window_size && self.final_block.is_none() {
+            let block = self.source.next_block(self.block_size);
+            if block.len() < self.block_size {
+                self.final_block = Some(self.acked + self.window.len() as u64 + 1);
+            }
+            self.window.push_back(block);
+        }
+    }
+
+    /// Queues every block of the current window.
+    fn send_window(&mut self) {
+        self.fill_window();
+        for (i, block) in self.window.iter().enumerate() {
+            let index = self.acked + 1 + i as u64;
+            // Block numbers are the low 16 bits of the index: they wrap from 65535 to 0.
+            self.transmit.push_back(Datagram::with_header(
+                data_header(index as u16),
+                block.clone(),
+            ));
+        }
+    }
+
+    fn handle_ack(&mut self, now: Instant, block: u16) {
+        if self.oack.is_some() {
+            if block == 0 {
+                self.oack = None;
+                self.timer.progress(now);
+                self.send_window();
+            }
+            return;
+        }
+        // How far past the last acknowledged block this ACK reaches, on wrapped numbers.
+        let reach = usize::from(block.wrapping_sub(self.acked as u16));
+        if reach == 0 || reach > self.window.len() {
+            return; // duplicate or stale: never answered with DATA (Sorcerer's Apprentice)
+        }
+        for block in self.window.drain(..reach) {
+            self.bytes_acked += block.len() as u64;
+        }
+        self.acked += reach as u64;
+        if self.final_block == Some(self.acked) {
+            self.timer.disarm();
+            self.outcome = Some(Outcome::Completed);
+            return;
+        }
+        self.timer.progress(now);
+        self.send_window();
+    }
+}
+
+impl Transfer for Sender {
+    fn handle_packet(&mut self, now: Instant, packet: &Packet<'_>) {
+        if self.outcome.is_some() {
+            return;
+        }
+        match *packet {
+            Packet::Ack { block } => self.handle_ack(now, block),
+            Packet::Error { code, message } => {
+                self.timer.disarm();
+                self.outcome = Some(Outcome::peer_error(code, message));
+            }
+            // DATA, OACK and requests have no meaning for a sender: ignore them.
+            _ => {}
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        match self.timer.expire(now) {
+            Expiry::NotYet => {}
+            Expiry::GiveUp => self.outcome = Some(Outcome::TimedOut),
+            Expiry::Resend => match &self.oack {
+                Some(oack) => self.transmit.push_back(Datagram::new(oack.clone())),
+                None => self.send_window(),
+            },
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<Datagram> {
+        self.transmit.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.timer.deadline()
+    }
+
+    fn outcome(&self) -> Option<&Outcome> {
+        self.outcome.as_ref()
+    }
+
+    fn is_finished(&self) -> bool {
+        self.outcome.is_some()
+    }
+
+    fn peer_answered(&self) -> bool {
+        self.timer.peer_answered()
+    }
+
+    fn progress(&self) -> Progress {
+        Progress {
+            bytes: self.bytes_acked,
+            retransmits: self.timer.retransmits(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use super::*;
+    use crate::packet::{ErrorCode, Mode};
+    use crate::transfer::testing::{Sent, data_blocks, drain};
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn timing() -> Timing {
+        Timing {
+            timeout: SECOND,
+            max_retries: 3,
+            first_reply_retries: 2,
+        }
+    }
+
+    fn file(len: usize) -> Bytes {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    fn sender(data: Bytes, block_size: u16, window: u16, now: Instant) -> Sender {
+        let source = BlockSource::new(data, Mode::Octet);
+        Sender::new(source, block_size, window, timing(), None, now)
+    }
+
+    fn ack(block: u16) -> Packet<'static> {
+        Packet::Ack { block }
+    }
+
+    /// Plays a well-behaved receiver: keeps blocks that arrive in order, acknowledges the last
+    /// one after each burst, and returns the file it received.
+    fn receive_all(s: &mut Sender, now: Instant) -> Vec<u8> {
+        let mut received = Vec::new();
+        let mut expected: u16 = 1;
+        while !s.is_finished() {
+            let sent = drain(s);
+            assert!(!sent.is_empty(), "sender stalled");
+            for packet in sent {
+                let Sent::Data(block, data) = packet else {
+                    panic!("expected DATA, got {packet:?}")
+                };
+                if block == expected {
+                    received.extend_from_slice(&data);
+                    expected = expected.wrapping_add(1);
+                }
+            }
+            s.handle_packet(now, &ack(expected.wrapping_sub(1)));
+        }
+        received
+    }
+
+    #[test]
+    fn sends_the_first_block_at_once_without_options() {
+        let now = Instant::now();
+        let mut s = sender(file(700), 512, 1, now);
+        assert_eq!(
+            drain(&mut s),
+            vec![Sent::Data(1, file(700)[..512].to_vec())]
+        );
+        assert_eq!(s.poll_timeout(), Some(now + SECOND));
+    }
+
+    #[test]
+    fn lock_step_delivers_the_file_and_completes_on_the_last_ack() {
+        let now = Instant::now();
+        let mut s = sender(file(1300), 512, 1, now);
+        assert_eq!(receive_all(&mut s, now), file(1300).to_vec());
+        assert_eq!(s.outcome(), Some(&Outcome::Completed));
+        assert_eq!(s.progress().bytes, 1300);
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_file_that_is_a_multiple_of_the_block_size_ends_with_an_empty_data() {
+        let now = Instant::now();
+        let mut s = sender(file(1024), 512, 1, now);
+        drain(&mut s);
+        s.handle_packet(now, &ack(1));
+        drain(&mut s);
+        s.handle_packet(now, &ack(2));
+        assert_eq!(drain(&mut s), vec![Sent::Data(3, vec![])]);
+        s.handle_packet(now, &ack(3));
+        assert_eq!(s.outcome(), Some(&Outcome::Completed));
+    }
+
+    #[test]
+    fn an_empty_file_is_one_empty_data() {
+        let now = Instant::now();
+        let mut s = sender(Bytes::new(), 512, 1, now);
+        assert_eq!(drain(&mut s), vec![Sent::Data(1, vec![])]);
+        s.handle_packet(now, &ack(1));
+        assert_eq!(s.outcome(), Some(&Outcome::Completed));
+    }
+
+    #[test]
+    fn retransmits_the_last_block_after_a_timeout() {
+        let now = Instant::now();
+        let mut s = sender(file(2000), 512, 1, now);
+        drain(&mut s);
+        s.handle_packet(now, &ack(1));
+        assert_eq!(data_blocks(&drain(&mut s)), vec![2]);
+        s.handle_timeout(now + SECOND / 2);
+        assert!(drain(&mut s).is_empty(), "nothing before the deadline");
+        s.handle_timeout(now + SECOND);
+        assert_eq!(data_blocks(&drain(&mut s)), vec![2]);
+        assert_eq!(s.progress().retransmits, 1);
+    }
+
+    #[test]
+    fn a_duplicate_ack_sends_nothing() {
+        let now = Instant::now();
+        let mut s = sender(file(2000), 512, 1, now);
+        drain(&mut s);
+        s.handle_packet(now, &ack(1));
+        drain(&mut s);
+        for _ in 0..5 {
+            s.handle_packet(now, &ack(1));
+        }
+        assert!(
+            drain(&mut s).is_empty(),
+            "Sorcerer's Apprentice: no DATA on a duplicate ACK"
+        );
+    }
+
+    #[test]
+    fn a_silent_peer_gets_at_most_three_copies_of_the_first_block() {
+        let mut now = Instant::now();
+        let mut s = sender(file(2000), 512, 1, now);
+        let mut sent = drain(&mut s).len();
+        while !s.is_finished() {
+            now = s.poll_timeout().unwrap();
+            s.handle_timeout(now);
+            sent += drain(&mut s).len();
+        }
+        assert_eq!(sent, 3);
+        assert_eq!(s.outcome(), Some(&Outcome::TimedOut));
+    }
+
+    #[test]
+    fn gives_up_after_max_retries_once_the_peer_has_answered() {
+        let mut now = Instant::now();
+        let mut s = sender(file(2000), 512, 1, now);
+        drain(&mut s);
+        s.handle_packet(now, &ack(1));
+        drain(&mut s);
+        let mut resends = 0;
+        while !s.is_finished() {
+            now = s.poll_timeout().unwrap();
+            s.handle_timeout(now);
+            resends += drain(&mut s).len();
+        }
+        assert_eq!(resends, 3);
+        assert_eq!(s.outcome(), Some(&Outcome::TimedOut));
+    }
+
+    #[test]
+    fn a_peer_error_ends_the_transfer_at_once_without_reply() {
+        let now = Instant::now();
+        let mut s = sender(file(2000), 512, 1, now);
+        drain(&mut s);
+        s.handle_packet(
+            now,
+            &Packet::Error {
+                code: ErrorCode::DiskFull,
+                message: "full",
+            },
+        );
+        assert!(s.is_finished());
+        assert!(drain(&mut s).is_empty());
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn block_numbers_wrap_past_65535() {
+        let now = Instant::now();
+        let len = 8 * 70_000 + 3;
+        let mut s = sender(file(len), 8, 1, now);
+        assert_eq!(receive_all(&mut s, now), file(len).to_vec());
+        assert_eq!(s.outcome(), Some(&Outcome::Completed));
+    }
+
+    #[test]
+    fn an_oack_waits_for_ack_zero_before_data() {
+        let now = Instant::now();
+        let oack = Bytes::from_static(b"\0\x06blksize\x001024\0");
+        let source = BlockSource::new(file(3000), Mode::Octet);
+        let mut s = Sender::new(source, 1024, 1, timing(), Some(oack), now);
+        assert_eq!(
+            drain(&mut s),
+            vec![Sent::Oack(vec![("blksize".into(), "1024".into())])]
+        );
+        s.handle_packet(now, &ack(1));
+        assert!(drain(&mut s).is_empty(), "only ACK 0 answers an OACK");
+        s.handle_timeout(now + SECOND);
+        assert!(
+            matches!(drain(&mut s)[..], [Sent::Oack(_)]),
+            "OACK resent on timeout"
+        );
+        s.handle_packet(now, &ack(0));
+        assert_eq!(data_blocks(&drain(&mut s)), vec![1]);
+        assert!(s.peer_answered());
+    }
+
+    #[test]
+    fn error_8_in_answer_to_the_oack_ends_quietly() {
+        let now = Instant::now();
+        let oack = Bytes::from_static(b"\0\x06tsize\x003000\0");
+        let source = BlockSource::new(file(3000), Mode::Octet);
+        let mut s = Sender::new(source, 512, 1, timing(), Some(oack), now);
+        drain(&mut s);
+        s.handle_packet(
+            now,
+            &Packet::Error {
+                code: ErrorCode::OptionRefused,
+                message: "",
+            },
+        );
+        assert!(s.is_finished());
+        assert!(drain(&mut s).is_empty());
+    }
+
+    #[test]
+    fn a_window_of_blocks_goes_out_before_waiting() {
+        let now = Instant::now();
+        let mut s = sender(file(512 * 10), 512, 4, now);
+        assert_eq!(data_blocks(&drain(&mut s)), vec![1, 2, 3, 4]);
+        s.handle_packet(now, &ack(4));
+        assert_eq!(data_blocks(&drain(&mut s)), vec![5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn an_ack_inside_the_window_resends_from_the_next_block() {
+        let now = Instant::now();
+        let mut s = sender(file(512 * 10), 512, 4, now);
+        drain(&mut s);
+        // Block 3 was lost: the receiver acknowledges 2.
+        s.handle_packet(now, &ack(2));
+        assert_eq!(data_blocks(&drain(&mut s)), vec![3, 4, 5, 6]);
+        // A reordered older ACK changes nothing.
+        s.handle_packet(now, &ack(1));
+        assert!(drain(&mut s).is_empty());
+    }
+
+    #[test]
+    fn a_timeout_resends_the_whole_unacknowledged_window() {
+        let now = Instant::now();
+        let mut s = sender(file(512 * 10), 512, 4, now);
+        drain(&mut s);
+        s.handle_timeout(now + SECOND);
+        assert_eq!(data_blocks(&drain(&mut s)), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn the_window_stops_at_the_last_block() {
+        let now = Instant::now();
+        let mut s = sender(file(512 * 2 + 1), 512, 8, now);
+        assert_eq!(data_blocks(&drain(&mut s)), vec![1, 2, 3]);
+        s.handle_packet(now, &ack(3));
+        assert_eq!(s.outcome(), Some(&Outcome::Completed));
+    }
+
+    #[test]
+    fn windows_wrap_past_the_second_block_number_wrap() {
+        let now = Instant::now();
+        let len = 8 * 140_000 + 5; // more than 131,072 blocks
+        let mut s = sender(file(len), 8, 16, now);
+        assert_eq!(receive_all(&mut s, now), file(len).to_vec());
+    }
+
+    #[test]
+    fn netascii_is_translated_on_the_way_out() {
+        let now = Instant::now();
+        let source = BlockSource::new(Bytes::from_static(b"a\nb\r\n"), Mode::Netascii);
+        let mut s = Sender::new(source, 512, 1, timing(), None, now);
+        assert_eq!(
+            drain(&mut s),
+            vec![Sent::Data(1, b"a\r\nb\r\0\r\n".to_vec())]
+        );
+    }
+}

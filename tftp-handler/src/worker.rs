@@ -1,0 +1,126 @@
+//! The actor that drives one transfer: the only place a transfer meets channels and time.
+//!
+//! It owns the session's IO and a [`Transfer`] state machine, and loops: send what the
+//! machine queued, publish a finished upload, then wait for whichever comes first of the
+//! session's cancellation, a datagram from the peer, or the machine's deadline. A request
+//! from the peer is not for the machine: the same request again before the peer ever
+//! answered is a retransmission of it (ignored; our own timer resends the reply), and any
+//! other request means the peer has moved on to a new transfer, so this one ends and hands
+//! the datagram back to the server to open the next session.
+
+use std::time::Instant as StdInstant;
+
+use bytes::Bytes;
+use tokio::time::{Instant, sleep_until};
+use tracing::{debug, info, warn};
+use udp_server::{Datagram, SessionEnd, SessionIo};
+
+use crate::error::ErrorReply;
+use crate::packet::{ErrorCode, Opcode, Packet};
+use crate::store::Upload;
+use crate::transfer::Transfer;
+
+/// The time for the state machine: tokio's clock, so that tests with paused time drive it.
+fn now() -> StdInstant {
+    Instant::now().into_std()
+}
+
+/// Runs `transfer` to its end. `request` is the datagram that opened the session; `upload`
+/// receives the contents of a completed upload.
+pub(crate) async fn run<T: Transfer, U: Upload>(
+    mut transfer: T,
+    mut io: SessionIo,
+    request: Bytes,
+    mut upload: Option<U>,
+) -> SessionEnd {
+    let started = now();
+    let timer = sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut logged = false;
+    let end = loop {
+        while let Some(datagram) = transfer.poll_transmit() {
+            if io.outbound.send(datagram).await.is_err() {
+                return SessionEnd::Done; // the server is gone
+            }
+        }
+        if let Some(contents) = transfer.take_upload() {
+            let result = match upload.take() {
+                Some(upload) => upload
+                    .publish(contents)
+                    .await
+                    .map_err(|e| ErrorReply::new(e.code(), e.to_string())),
+                None => Err(ErrorReply::new(ErrorCode::NotDefined, "nowhere to store")),
+            };
+            transfer.handle_published(now(), result);
+            continue;
+        }
+        if !logged && let Some(outcome) = transfer.outcome() {
+            logged = true;
+            let progress = transfer.progress();
+            info!(
+                bytes = progress.bytes,
+                retransmits = progress.retransmits,
+                duration_ms = now().saturating_duration_since(started).as_millis() as u64,
+                %outcome,
+                "transfer finished"
+            );
+        }
+        if transfer.is_finished() {
+            break SessionEnd::Done;
+        }
+        let deadline = transfer.poll_timeout();
+        if let Some(deadline) = deadline {
+            timer.as_mut().reset(Instant::from_std(deadline));
+        }
+        tokio::select! {
+            biased;
+            () = io.cancel.cancelled() => {
+                let reply = ErrorReply::new(ErrorCode::NotDefined, "server shutting down");
+                let _ = io.outbound.send(Datagram::new(reply.to_bytes())).await;
+                warn!("transfer cancelled: server shutting down");
+                return SessionEnd::Done;
+            }
+            datagram = io.inbound.recv() => {
+                let Some(datagram) = datagram else {
+                    break SessionEnd::Done;
+                };
+                match Packet::decode(&datagram) {
+                    Ok(Packet::Rrq(_) | Packet::Wrq(_)) => {
+                        if transfer.peer_answered() || datagram != request {
+                            debug!("new request from the peer: ending this transfer");
+                            break SessionEnd::Handoff(datagram);
+                        }
+                        debug!("duplicate request ignored");
+                    }
+                    Ok(packet) => transfer.handle_packet(now(), &packet),
+                    Err(e) => debug!("malformed datagram ignored: {e}"),
+                }
+            }
+            () = &mut timer, if deadline.is_some() => transfer.handle_timeout(now()),
+        }
+    };
+    if !logged {
+        warn!("transfer ended without an outcome");
+    }
+    match end {
+        SessionEnd::Done => next_request(&mut io),
+        handoff => handoff,
+    }
+}
+
+/// Closes the inbound queue and looks through what is left in it for a request that should
+/// open the peer's next session (it arrived just as this one ended).
+fn next_request(io: &mut SessionIo) -> SessionEnd {
+    io.inbound.close();
+    while let Ok(datagram) = io.inbound.try_recv() {
+        if is_request(&datagram) {
+            return SessionEnd::Handoff(datagram);
+        }
+    }
+    SessionEnd::Done
+}
+
+/// True for an RRQ or WRQ, judged by the opcode alone.
+fn is_request(datagram: &[u8]) -> bool {
+    datagram.starts_with(&[0, Opcode::Rrq as u8]) || datagram.starts_with(&[0, Opcode::Wrq as u8])
+}
