@@ -1,1 +1,138 @@
-fn main() {}
+//! `memtftpd`: an in-memory TFTP server.
+//!
+//! Thin by design: parse the command line, install logging, preload files, bind the listen
+//! sockets, run a [`udp_server::Server`] with a [`tftp_handler::TftpHandler`] on each, and
+//! turn SIGINT/SIGTERM into a graceful shutdown (a second signal exits at once).
+
+mod cli;
+mod preload;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tftp_handler::{MemoryStore, TftpHandler};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use udp_server::Server;
+
+use crate::cli::Args;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(&args);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(args: &Args) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(args: Args) -> Result<(), String> {
+    let store = MemoryStore::new(args.store_limits());
+    if let Some(root) = &args.root {
+        let loaded = preload::load_dir(root, &store)
+            .map_err(|e| format!("cannot preload {}: {e}", root.display()))?;
+        info!(
+            files = loaded.files,
+            bytes = loaded.bytes,
+            skipped = loaded.skipped,
+            root = %root.display(),
+            "preloaded files"
+        );
+    }
+    let server = Server::new(
+        TftpHandler::new(store, args.tftp_config()),
+        args.server_config(),
+    );
+    let mut sockets = Vec::new();
+    for addr in &args.listen {
+        let socket = udp_server::bind(*addr).map_err(|e| cli::explain_bind_error(*addr, &e))?;
+        sockets.push(socket);
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    let mut runs = tokio::task::JoinSet::new();
+    for socket in sockets {
+        let server = server.clone();
+        let shutdown = shutdown.clone();
+        runs.spawn(async move { server.run(socket, shutdown).await });
+    }
+    let mut failure = None;
+    while let Some(result) = runs.join_next().await {
+        let outcome = match result {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => format!("socket failed: {e}"),
+            Err(e) => format!("server task failed: {e}"),
+        };
+        // One socket failing takes the whole server down, gracefully.
+        shutdown.cancel();
+        failure.get_or_insert(outcome);
+    }
+    match failure {
+        Some(message) => Err(message),
+        None => Ok(()),
+    }
+}
+
+/// First SIGINT/SIGTERM: graceful shutdown. Second: exit at once.
+async fn watch_signals(shutdown: CancellationToken) {
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(e) => {
+            warn!("cannot listen for signals: {e}");
+            return;
+        }
+    };
+    signals.next().await;
+    info!("signal received: shutting down (send it again to exit at once)");
+    shutdown.cancel();
+    signals.next().await;
+    warn!("second signal: exiting now");
+    std::process::exit(130);
+}
+
+/// SIGINT and SIGTERM, registered once so that no signal between two waits is missed.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = self.term.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
