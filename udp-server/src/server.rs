@@ -10,8 +10,8 @@
 //!
 //! Shutdown, when the caller's token is cancelled: no new sessions; live sessions keep being
 //! served for up to [`ServerConfig::shutdown_grace`]; then their tokens are cancelled and the
-//! server waits briefly for them to end; finally the outbound queue is flushed and `run`
-//! returns.
+//! server waits briefly for them to end (a session that ignores its token is left running);
+//! finally the outbound queue is flushed and `run` returns.
 
 use std::io;
 use std::io::IoSlice;
@@ -155,10 +155,12 @@ impl<H: ProtocolHandler> Server<H> {
         let local = socket.local_addr()?;
         info!(%local, "udp server listening");
         let (out_tx, out_rx) = mpsc::channel(self.config.outbound_queue_depth);
+        let flush = CancellationToken::new();
         let send_loop = tokio::spawn(send_loop(
             Arc::clone(&socket),
             out_rx,
             Arc::clone(&self.stats),
+            flush.clone(),
         ));
         let mut receive = ReceiveLoop {
             socket,
@@ -174,8 +176,22 @@ impl<H: ProtocolHandler> Server<H> {
         };
         let result = receive.run(shutdown).await;
         receive.sessions.close();
-        receive.sessions.wait().await;
-        drop(receive); // drops the last outbound sender: the send loop drains and ends
+        // Tasks whose routes are gone may still be finishing (a last datagram to send); a
+        // session that ignores its cancellation never finishes, so the wait is bounded.
+        let finishing = receive.sessions.wait();
+        if tokio::time::timeout(self.config.cancel_wait, finishing)
+            .await
+            .is_err()
+        {
+            warn!(
+                left = receive.sessions.len(),
+                "session tasks still running; leaving them"
+            );
+        }
+        drop(receive);
+        // Sessions left running still hold senders, so the queue would never close by itself:
+        // close it, and the send loop ends once it has sent what is queued.
+        flush.cancel();
         if let Err(e) = send_loop.await {
             error!("send loop failed: {e}");
         }
@@ -405,10 +421,29 @@ fn is_transient_os_error(code: i32) -> bool {
     cfg!(target_os = "linux") && matches!(code, EMSGSIZE | ENOBUFS | EHOSTDOWN | ENONET)
 }
 
-/// Sends every queued datagram until all senders are gone and the queue is empty.
-async fn send_loop(socket: Arc<UdpSocket>, mut rx: mpsc::Receiver<Outgoing>, stats: Arc<Stats>) {
+/// Sends every queued datagram until the queue is empty and either all senders are gone or
+/// `flush` is cancelled (after which nothing new is accepted).
+async fn send_loop(
+    socket: Arc<UdpSocket>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    stats: Arc<Stats>,
+    flush: CancellationToken,
+) {
     let mut batch = Vec::with_capacity(SEND_BATCH);
-    while rx.recv_many(&mut batch, SEND_BATCH).await > 0 {
+    let mut flushing = false;
+    loop {
+        let received = tokio::select! {
+            received = rx.recv_many(&mut batch, SEND_BATCH) => received,
+            () = flush.cancelled(), if !flushing => {
+                // Queued datagrams are still received; `recv_many` returns 0 once they are out.
+                rx.close();
+                flushing = true;
+                continue;
+            }
+        };
+        if received == 0 {
+            break;
+        }
         for out in batch.drain(..) {
             match send(&socket, &out).await {
                 Ok(_) => Stats::bump(&stats.datagrams_out),
