@@ -39,6 +39,8 @@ pub trait ProtocolHandler: Send + Sync + 'static {
 pub enum Refusal {
     /// The server already holds its maximum number of live sessions.
     SessionLimit,
+    /// The peer's IP address already holds its maximum number of live sessions.
+    PeerLimit,
     /// The server is shutting down and takes no new sessions.
     ShuttingDown,
 }
@@ -63,7 +65,8 @@ pub struct SessionIo {
     /// The peer this session serves.
     pub peer: SocketAddr,
     /// The peer's datagrams after the first, in arrival order. When the queue is full the
-    /// server drops new datagrams (and counts them) rather than wait.
+    /// server drops new datagrams (and counts them) rather than wait. Received datagrams share
+    /// larger receive buffers: a session that keeps one for long should copy it.
     pub inbound: mpsc::Receiver<Bytes>,
     /// Sends datagrams to the peer.
     pub outbound: PeerSender,

@@ -3,11 +3,13 @@
 //! The router is owned by the receive loop alone, so it needs no lock. It delivers a datagram
 //! to its peer's session without ever waiting (a full queue drops the datagram), and removes a
 //! route only for the session that created it: every route carries a fresh [`RouteId`], so a
-//! late cleanup from an old session never removes a newer session for the same peer.
+//! late cleanup from an old session never removes a newer session for the same peer. It also
+//! counts live sessions per peer IP address (IPv4-mapped IPv6 counted as IPv4), for the
+//! per-address limit.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -43,6 +45,8 @@ struct Route {
 pub(crate) struct Router {
     /// Live sessions by peer.
     routes: HashMap<SocketAddr, Route>,
+    /// Live sessions by peer IP address; an address with none has no entry.
+    per_ip: HashMap<IpAddr, usize>,
     /// The id the next route gets.
     next_id: u64,
 }
@@ -60,6 +64,7 @@ impl Router {
                 // The session dropped its receiver: it is ending, and this datagram belongs to
                 // whatever the peer does next.
                 entry.remove();
+                self.forget_ip(peer);
                 Delivery::NoSession(datagram)
             }
         }
@@ -70,7 +75,9 @@ impl Router {
     pub(crate) fn insert(&mut self, peer: SocketAddr, tx: mpsc::Sender<Bytes>) -> RouteId {
         let id = RouteId(self.next_id);
         self.next_id += 1;
-        self.routes.insert(peer, Route { id, tx });
+        if self.routes.insert(peer, Route { id, tx }).is_none() {
+            *self.per_ip.entry(ip_of(peer)).or_default() += 1;
+        }
         id
     }
 
@@ -79,9 +86,26 @@ impl Router {
         match self.routes.entry(peer) {
             Entry::Occupied(entry) if entry.get().id == id => {
                 entry.remove();
+                self.forget_ip(peer);
                 true
             }
             _ => false,
+        }
+    }
+
+    /// How many sessions are live for `peer`'s IP address.
+    pub(crate) fn sessions_of_ip(&self, peer: SocketAddr) -> usize {
+        self.per_ip.get(&ip_of(peer)).copied().unwrap_or(0)
+    }
+
+    /// One session of `peer`'s address has gone.
+    fn forget_ip(&mut self, peer: SocketAddr) {
+        let ip = ip_of(peer);
+        if let Some(count) = self.per_ip.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_ip.remove(&ip);
+            }
         }
     }
 
@@ -94,6 +118,12 @@ impl Router {
     pub(crate) fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }
+}
+
+/// The address sessions are counted under: IPv4-mapped IPv6 (from a dual-stack socket) as
+/// the IPv4 address it is.
+fn ip_of(peer: SocketAddr) -> IpAddr {
+    peer.ip().to_canonical()
 }
 
 #[cfg(test)]
@@ -181,6 +211,26 @@ mod tests {
         ));
         assert_eq!(new_rx.try_recv().unwrap(), "x");
         assert!(router.remove(peer(1), new));
+    }
+
+    #[test]
+    fn sessions_are_counted_per_ip_address_and_uncounted_when_they_end() {
+        let mut router = Router::default();
+        let (tx1, _rx1) = mpsc::channel(1);
+        let (tx2, rx2) = mpsc::channel(1);
+        let first = router.insert(peer(1), tx1);
+        router.insert(peer(2), tx2);
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:3".parse().unwrap();
+        assert_eq!(
+            router.sessions_of_ip(mapped),
+            2,
+            "IPv4-mapped counts as IPv4"
+        );
+        router.remove(peer(1), first);
+        drop(rx2);
+        let _ = router.deliver(peer(2), datagram("x"));
+        assert_eq!(router.sessions_of_ip(peer(9)), 0);
+        assert!(router.per_ip.is_empty(), "no entry left behind");
     }
 
     #[test]

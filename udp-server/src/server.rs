@@ -1,7 +1,7 @@
 //! The server: one receive loop, one send loop, and graceful shutdown.
 //!
 //! [`Server::run`] owns the socket for its lifetime. The receive loop reads each datagram into
-//! a shared buffer (one copy, out of the kernel), offers it to the [router](crate::router), and
+//! a shared buffer (one copy, out of the kernel), offers it to the router, and
 //! opens sessions through the [`ProtocolHandler`] for peers without one. It never waits on a
 //! session: a full inbound queue drops the datagram. Per-datagram errors (ICMP port-unreachable
 //! surfaces on Linux as `ECONNREFUSED` on the next receive) are counted, logged and survived;
@@ -50,6 +50,9 @@ const SEND_BATCH: usize = 64;
 pub struct ServerConfig {
     /// Live sessions at most; a new peer beyond it is [refused](Refusal::SessionLimit).
     pub max_sessions: usize,
+    /// Live sessions at most from one IP address (all its ports together); a new peer beyond
+    /// it is [refused](Refusal::PeerLimit). Unlimited by default.
+    pub max_sessions_per_ip: usize,
     /// Datagrams queued per session before new ones are dropped.
     pub inbound_queue_depth: usize,
     /// Datagrams queued for the send loop before sessions wait to send.
@@ -65,6 +68,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             max_sessions: 10_000,
+            max_sessions_per_ip: usize::MAX,
             inbound_queue_depth: 128,
             outbound_queue_depth: 4096,
             shutdown_grace: Duration::from_secs(10),
@@ -77,6 +81,12 @@ impl ServerConfig {
     /// Sets [`max_sessions`](Self::max_sessions).
     pub fn with_max_sessions(mut self, max_sessions: usize) -> Self {
         self.max_sessions = max_sessions;
+        self
+    }
+
+    /// Sets [`max_sessions_per_ip`](Self::max_sessions_per_ip).
+    pub fn with_max_sessions_per_ip(mut self, max_sessions: usize) -> Self {
+        self.max_sessions_per_ip = max_sessions;
         self
     }
 
@@ -355,6 +365,12 @@ impl<H: ProtocolHandler> ReceiveLoop<H> {
             Stats::bump(&self.stats.refused_session_limit);
             debug!(%peer, "session limit reached: peer refused");
             self.handler.refuse(first, &outbound, Refusal::SessionLimit);
+            return;
+        }
+        if self.router.sessions_of_ip(peer) >= self.config.max_sessions_per_ip {
+            Stats::bump(&self.stats.refused_peer_limit);
+            debug!(%peer, "per-address session limit reached: peer refused");
+            self.handler.refuse(first, &outbound, Refusal::PeerLimit);
             return;
         }
         let (tx, inbound) = mpsc::channel(self.config.inbound_queue_depth);

@@ -12,6 +12,7 @@ pub struct Stats {
     pub(crate) datagrams_out: AtomicU64,
     pub(crate) dropped_queue_full: AtomicU64,
     pub(crate) refused_session_limit: AtomicU64,
+    pub(crate) refused_peer_limit: AtomicU64,
     pub(crate) refused_shutting_down: AtomicU64,
     pub(crate) receive_errors: AtomicU64,
     pub(crate) send_errors: AtomicU64,
@@ -31,6 +32,8 @@ pub struct StatsSnapshot {
     pub dropped_queue_full: u64,
     /// New peers refused because the session limit was reached.
     pub refused_session_limit: u64,
+    /// New peers refused because their IP address had its most sessions already.
+    pub refused_peer_limit: u64,
     /// New peers refused because the server was shutting down.
     pub refused_shutting_down: u64,
     /// Receive errors that were logged and survived (e.g. ICMP port unreachable).
@@ -59,6 +62,7 @@ impl Stats {
             datagrams_out: get(&self.datagrams_out),
             dropped_queue_full: get(&self.dropped_queue_full),
             refused_session_limit: get(&self.refused_session_limit),
+            refused_peer_limit: get(&self.refused_peer_limit),
             refused_shutting_down: get(&self.refused_shutting_down),
             receive_errors: get(&self.receive_errors),
             send_errors: get(&self.send_errors),

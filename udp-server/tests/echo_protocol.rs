@@ -366,6 +366,38 @@ async fn a_peer_over_the_session_limit_is_refused_and_counted() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_peer_address_over_its_session_limit_is_refused_while_others_are_served() {
+    let server = Running::start(
+        Scripted { idle: LONG_IDLE },
+        ServerConfig::default()
+            .with_max_sessions_per_ip(2)
+            .with_shutdown_grace(Duration::ZERO),
+    );
+    let (first, second, third) = (client().await, client().await, client().await);
+    send(&first, server.addr, "a").await;
+    assert_eq!(recv(&first).await, "a 1");
+    send(&second, server.addr, "b").await;
+    assert_eq!(recv(&second).await, "b 1");
+    send(&third, server.addr, "c").await;
+    assert_eq!(
+        recv(&third).await,
+        "busy",
+        "a third port of the same address"
+    );
+    // Another address is not affected.
+    let elsewhere = UdpSocket::bind("127.0.0.2:0")
+        .await
+        .expect("bind 127.0.0.2");
+    send(&elsewhere, server.addr, "d").await;
+    assert_eq!(recv(&elsewhere).await, "d 1");
+
+    let snapshot = server.snapshot();
+    assert_eq!(snapshot.refused_peer_limit, 1);
+    assert_eq!(snapshot.sessions_opened, 3);
+    server.stop().await;
+}
+
 /// On Linux an unconnected socket ignores the ICMP port-unreachable that answers a datagram
 /// sent to a closed port (unless `IP_RECVERR` is set); elsewhere (Windows, connected sockets)
 /// it fails the next receive. Either way the server must go on serving.
