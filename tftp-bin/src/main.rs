@@ -6,19 +6,22 @@
 
 mod cli;
 mod preload;
+mod units;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use tftp_handler::{MemoryStore, TftpHandler};
+use tftp_handler::{MemoryStore, PersistentStore, Store, TftpHandler};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use udp_server::Server;
 
-use crate::cli::Args;
+use crate::cli::{Args, LogFormat};
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::load() {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
     init_logging(&args);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -42,10 +45,13 @@ fn main() -> ExitCode {
 fn init_logging(args: &Args) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log_level));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 async fn serve(args: Args) -> Result<(), String> {
@@ -61,6 +67,18 @@ async fn serve(args: Args) -> Result<(), String> {
             "preloaded files"
         );
     }
+    match (&args.root, args.persist) {
+        (Some(root), true) => {
+            let store = PersistentStore::new(store, root)
+                .map_err(|e| format!("cannot persist into {}: {e}", root.display()))?;
+            run(&args, store).await
+        }
+        _ => run(&args, store).await,
+    }
+}
+
+/// Binds every listen address and serves `store` until shutdown.
+async fn run<S: Store>(args: &Args, store: S) -> Result<(), String> {
     let server = Server::new(
         TftpHandler::new(store, args.tftp_config()),
         args.server_config(),

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::access::AccessList;
+
 /// How the TFTP handler behaves. Start from [`Config::default`] and adjust fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -22,8 +24,14 @@ pub struct Config {
     pub max_block_size: u16,
     /// Largest `windowsize` granted (RFC 7440 allows up to 65535); larger requests are clamped.
     pub max_window_size: u16,
-    /// Whether an upload may replace an existing file.
+    /// Whether read requests are served (false: `--write-only`).
+    pub allow_read: bool,
+    /// Whether write requests are served (false: `--read-only`).
+    pub allow_write: bool,
+    /// Whether an upload may replace an existing file (false: ERROR 6 "file already exists").
     pub allow_overwrite: bool,
+    /// Which peer addresses are served at all; others get no answer.
+    pub access: AccessList,
 }
 
 impl Default for Config {
@@ -35,7 +43,10 @@ impl Default for Config {
             dally: Duration::from_secs(2),
             max_block_size: 65_464,
             max_window_size: 64,
+            allow_read: true,
+            allow_write: true,
             allow_overwrite: true,
+            access: AccessList::open(),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! [`TftpHandler`]: TFTP as a [`udp_server::ProtocolHandler`].
 //!
 //! For a datagram from a peer without a live session: a read or write request opens a session
-//! (served by [`crate::session`]); a DATA, ACK or OACK gets ERROR 5 (unknown transfer ID) and
+//! (served by the `session` module); a DATA, ACK or OACK gets ERROR 5 (unknown transfer ID) and
 //! no session; a peer's ERROR is never answered; anything malformed gets ERROR 4 saying what
 //! is wrong. When the server refuses a peer (too many sessions, shutting down) a request gets
-//! an ERROR saying so, and nothing else gets a reply.
+//! an ERROR saying so, and nothing else gets a reply. A peer outside the access list gets no
+//! reply at all.
 
 use std::sync::Arc;
 
@@ -55,6 +56,10 @@ fn reply_once(reply: &PeerSender, error: ErrorReply) {
 
 impl<S: Store> ProtocolHandler for TftpHandler<S> {
     fn open_session(&self, first: Bytes, io: SessionIo) -> Option<SessionFuture> {
+        if !self.config.access.admits(io.peer.ip()) {
+            debug!(peer = %io.peer, "peer refused by the access list");
+            return None;
+        }
         match Packet::decode(&first) {
             Ok(Packet::Rrq(_) | Packet::Wrq(_)) => {}
             Ok(Packet::Data { .. } | Packet::Ack { .. } | Packet::Oack { .. }) => {
@@ -85,8 +90,12 @@ impl<S: Store> ProtocolHandler for TftpHandler<S> {
         if !matches!(Packet::decode(&first), Ok(Packet::Rrq(_) | Packet::Wrq(_))) {
             return;
         }
+        if !self.config.access.admits(reply.peer().ip()) {
+            return;
+        }
         let message = match reason {
             Refusal::ShuttingDown => "server shutting down",
+            Refusal::PeerLimit => "too many transfers from your address, try again later",
             _ => "server busy, try again later",
         };
         reply_once(reply, ErrorReply::new(ErrorCode::NotDefined, message));

@@ -13,9 +13,11 @@
 //! - `worker`: the async actor that feeds a state machine datagrams and timeouts.
 //! - `session`: checks a request and starts the right transfer.
 //! - [`handler`]: [`TftpHandler`], the `ProtocolHandler` implementation.
-//! - [`store`]: the [`Store`] trait and the in-memory [`MemoryStore`].
-//! - [`names`]: file-name rules. [`config`]: protocol settings. [`error`]: ERROR replies.
+//! - [`store`]: the [`Store`] trait and the in-memory [`MemoryStore`]; [`persist`]: the same,
+//!   saving completed uploads to a directory.
+//! - [`access`]: the allow/deny address list. [`names`]: file-name rules. [`config`]: protocol settings. [`error`]: ERROR replies.
 
+pub mod access;
 pub mod config;
 pub mod error;
 pub mod handler;
@@ -23,14 +25,17 @@ pub mod names;
 pub mod netascii;
 mod options;
 pub mod packet;
+pub mod persist;
 mod session;
 pub mod store;
 mod transfer;
 mod worker;
 
+pub use access::AccessList;
 pub use config::Config;
 pub use error::ErrorReply;
 pub use handler::TftpHandler;
 pub use options::{DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
 pub use packet::{ErrorCode, Mode, Packet};
+pub use persist::{PersistentStore, PersistentUpload};
 pub use store::{MemoryStore, MemoryUpload, Store, StoreError, StoreLimits, Upload};

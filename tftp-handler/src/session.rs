@@ -29,6 +29,9 @@ pub(crate) async fn serve<S: Store>(
     request: Bytes,
     io: SessionIo,
 ) -> SessionEnd {
+    // The datagram shares its receive buffer with others; a private copy of these few bytes
+    // keeps that buffer from living as long as the transfer.
+    let request = Bytes::copy_from_slice(&request);
     let (direction, req) = match Packet::decode(&request) {
         Ok(Packet::Rrq(req)) => ("read", req),
         Ok(Packet::Wrq(req)) => ("write", req),
@@ -72,7 +75,13 @@ enum Started<U> {
 }
 
 /// The store key for a request, or the ERROR that refuses it.
-fn checked_name<'a>(req: &Request<'a>) -> Result<&'a str, ErrorReply> {
+fn checked_name<'a>(req: &Request<'a>, allowed: bool, verb: &str) -> Result<&'a str, ErrorReply> {
+    if !allowed {
+        return Err(ErrorReply::new(
+            ErrorCode::AccessViolation,
+            format!("{verb} are disabled on this server"),
+        ));
+    }
     if req.mode == Mode::Mail {
         return Err(ErrorReply::new(
             ErrorCode::IllegalOperation,
@@ -103,7 +112,7 @@ async fn start_read<S: Store>(
     config: &Config,
     req: &Request<'_>,
 ) -> Result<Started<S::Upload>, ErrorReply> {
-    let name = checked_name(req)?;
+    let name = checked_name(req, config.allow_read, "reads")?;
     let data = store.read(name).await.map_err(store_error)?;
     let source = BlockSource::new(data, req.mode);
     let negotiated = negotiate(
@@ -128,7 +137,7 @@ async fn start_write<S: Store>(
     config: &Config,
     req: &Request<'_>,
 ) -> Result<Started<S::Upload>, ErrorReply> {
-    let name = checked_name(req)?;
+    let name = checked_name(req, config.allow_write, "writes")?;
     let max_size = store.max_file_size();
     let negotiated = negotiate(
         &req.options,

@@ -71,6 +71,17 @@ pub enum StoreError {
         /// The store's total limit in bytes.
         limit: u64,
     },
+    /// The name cannot be stored by this backend (for a directory: it would leave it).
+    #[error("invalid file name for this store")]
+    InvalidName,
+    /// The backend failed to write.
+    #[error("cannot save the file: {message}")]
+    Io {
+        /// True when the device is full (reported as ERROR 3).
+        disk_full: bool,
+        /// What failed.
+        message: String,
+    },
 }
 
 impl StoreError {
@@ -79,8 +90,12 @@ impl StoreError {
         match self {
             Self::NotFound => ErrorCode::FileNotFound,
             Self::AlreadyExists => ErrorCode::FileExists,
-            Self::UploadInProgress => ErrorCode::AccessViolation,
+            Self::UploadInProgress | Self::InvalidName => ErrorCode::AccessViolation,
             Self::FileTooLarge { .. } | Self::StoreFull { .. } => ErrorCode::DiskFull,
+            Self::Io {
+                disk_full: true, ..
+            } => ErrorCode::DiskFull,
+            Self::Io { .. } => ErrorCode::NotDefined,
         }
     }
 }
@@ -248,12 +263,12 @@ pub struct MemoryUpload {
     overwrite: bool,
 }
 
-#[async_trait]
-impl Upload for MemoryUpload {
-    async fn publish(self, contents: Bytes) -> Result<(), StoreError> {
+impl MemoryUpload {
+    /// Whether contents of `len` bytes could be published now (limits and overwrite policy).
+    /// [`Upload::publish`] checks again; this lets a wrapper check before doing its own work.
+    pub fn check(&self, len: u64) -> Result<(), StoreError> {
         let limits = self.inner.limits;
-        let new_len = contents.len() as u64;
-        if new_len > limits.max_file_size {
+        if len > limits.max_file_size {
             return Err(StoreError::FileTooLarge {
                 limit: limits.max_file_size,
             });
@@ -270,12 +285,25 @@ impl Upload for MemoryUpload {
             .total_bytes
             .load(Ordering::Relaxed)
             .saturating_sub(old_len)
-            + new_len;
+            + len;
         if total_after > limits.max_total_bytes {
             return Err(StoreError::StoreFull {
                 limit: limits.max_total_bytes,
             });
         }
+        Ok(())
+    }
+
+    /// The reserved name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[async_trait]
+impl Upload for MemoryUpload {
+    async fn publish(self, contents: Bytes) -> Result<(), StoreError> {
+        self.check(contents.len() as u64)?;
         self.inner.replace(self.name.clone(), contents);
         Ok(())
     }

@@ -36,6 +36,7 @@ pub(crate) async fn run<T: Transfer, U: Upload>(
     let started = now();
     let timer = sleep_until(Instant::now());
     tokio::pin!(timer);
+    let mut armed = None;
     let mut logged = false;
     let end = loop {
         while let Some(datagram) = transfer.poll_transmit() {
@@ -69,15 +70,23 @@ pub(crate) async fn run<T: Transfer, U: Upload>(
             break SessionEnd::Done;
         }
         let deadline = transfer.poll_timeout();
-        if let Some(deadline) = deadline {
+        if deadline != armed
+            && let Some(deadline) = deadline
+        {
+            // Re-registering the timer costs a little: only when the deadline moved.
             timer.as_mut().reset(Instant::from_std(deadline));
         }
+        armed = deadline;
         tokio::select! {
             biased;
             () = io.cancel.cancelled() => {
-                let reply = ErrorReply::new(ErrorCode::NotDefined, "server shutting down");
-                let _ = io.outbound.send(Datagram::new(reply.to_bytes())).await;
-                warn!("transfer cancelled: server shutting down");
+                // A transfer that has already settled (an upload dallying after its final
+                // ACK) succeeded: telling the peer otherwise would be a lie.
+                if transfer.outcome().is_none() {
+                    let reply = ErrorReply::new(ErrorCode::NotDefined, "server shutting down");
+                    let _ = io.outbound.send(Datagram::new(reply.to_bytes())).await;
+                    warn!("transfer cancelled: server shutting down");
+                }
                 return SessionEnd::Done;
             }
             datagram = io.inbound.recv() => {
