@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use crate::packet::{ErrorCode, Packet};
+use crate::store::StoreError;
 
 /// An error to report to the peer: the code it sees and a message for its user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,5 +36,11 @@ impl ErrorReply {
 impl std::fmt::Display for ErrorReply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "error {}: {}", self.code.as_u16(), self.message)
+    }
+}
+
+impl From<StoreError> for ErrorReply {
+    fn from(e: StoreError) -> Self {
+        Self::new(e.code(), e.to_string())
     }
 }

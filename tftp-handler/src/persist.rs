@@ -95,6 +95,10 @@ impl Store for PersistentStore {
 
 #[async_trait]
 impl Upload for PersistentUpload {
+    fn reserve(&mut self, len: u64) -> Result<(), StoreError> {
+        self.memory.reserve(len)
+    }
+
     async fn publish(self, contents: Bytes) -> Result<(), StoreError> {
         self.memory.check(contents.len() as u64)?;
         let (root, path, data) = (self.root.clone(), self.path.clone(), contents.clone());

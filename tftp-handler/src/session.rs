@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tracing::{Instrument, info, info_span};
+use tracing::field::Empty;
+use tracing::{Instrument, Span, info, info_span};
 use udp_server::{Datagram, SessionEnd, SessionIo};
 
 use crate::config::Config;
@@ -43,22 +44,26 @@ pub(crate) async fn serve<S: Store>(
         file = req.filename,
         direction,
         mode = req.mode.as_str(),
+        blksize = Empty,
+        windowsize = Empty,
+        timeout_ms = Empty,
     );
-    let started = match direction {
-        "read" => start_read(&*store, &config, &req).await,
-        _ => start_write(&*store, &config, &req).await,
-    };
-    drop(req);
-    async move {
+    async {
+        let started = match direction {
+            "read" => start_read(&*store, &config, &req).await,
+            _ => start_write(&*store, &config, &req).await,
+        };
         match started {
             Err(reply) => {
                 info!(%reply, "request refused");
                 let _ = io.outbound.send(Datagram::new(reply.to_bytes())).await;
                 SessionEnd::Done
             }
-            Ok(Started::Read(sender)) => worker::run(sender, io, request, None::<S::Upload>).await,
+            Ok(Started::Read(sender)) => {
+                worker::run(sender, io, request.clone(), None::<S::Upload>).await
+            }
             Ok(Started::Write(receiver, upload)) => {
-                worker::run(receiver, io, request, Some(upload)).await
+                worker::run(receiver, io, request.clone(), Some(upload)).await
             }
         }
     }
@@ -92,19 +97,20 @@ fn checked_name<'a>(req: &Request<'a>, allowed: bool, verb: &str) -> Result<&'a 
         .map_err(|e| ErrorReply::new(ErrorCode::AccessViolation, e.to_string()))
 }
 
+/// The timer settings for a negotiated transfer; also puts the parameters in force on the
+/// session's span, so that the end-of-transfer log line shows them.
 fn timing(config: &Config, negotiated: &Negotiated) -> Timing {
+    let params = &negotiated.params;
+    let timeout = params.retry_timeout.unwrap_or(config.retry_timeout);
+    let span = Span::current();
+    span.record("blksize", params.block_size);
+    span.record("windowsize", params.window_size);
+    span.record("timeout_ms", timeout.as_millis() as u64);
     Timing {
-        timeout: negotiated
-            .params
-            .retry_timeout
-            .unwrap_or(config.retry_timeout),
+        timeout,
         max_retries: config.max_retries,
         first_reply_retries: config.first_reply_retries,
     }
-}
-
-fn store_error(e: crate::store::StoreError) -> ErrorReply {
-    ErrorReply::new(e.code(), e.to_string())
 }
 
 async fn start_read<S: Store>(
@@ -113,7 +119,7 @@ async fn start_read<S: Store>(
     req: &Request<'_>,
 ) -> Result<Started<S::Upload>, ErrorReply> {
     let name = checked_name(req, config.allow_read, "reads")?;
-    let data = store.read(name).await.map_err(store_error)?;
+    let data = store.read(name).await.map_err(ErrorReply::from)?;
     let source = BlockSource::new(data, req.mode);
     let negotiated = negotiate(
         &req.options,
@@ -149,7 +155,7 @@ async fn start_write<S: Store>(
     let upload = store
         .begin_upload(name, config.allow_overwrite)
         .await
-        .map_err(store_error)?;
+        .map_err(ErrorReply::from)?;
     let timing = timing(config, &negotiated);
     let params = negotiated.params;
     let receiver = Receiver::new(

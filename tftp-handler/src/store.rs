@@ -42,6 +42,11 @@ pub trait Store: Send + Sync + 'static {
 /// One reserved upload.
 #[async_trait]
 pub trait Upload: Send + 'static {
+    /// The upload has grown to `len` bytes: count them against the store's limits now, so
+    /// that an upload which cannot fit is stopped early instead of at its last block. Lengths
+    /// only grow; what is reserved is released when the upload is published or dropped.
+    fn reserve(&mut self, len: u64) -> Result<(), StoreError>;
+
     /// Replaces the file with `contents`, atomically, and frees the name.
     async fn publish(self, contents: Bytes) -> Result<(), StoreError>;
 }
@@ -106,7 +111,8 @@ impl StoreError {
 pub struct StoreLimits {
     /// The largest file an upload may create, in bytes.
     pub max_file_size: u64,
-    /// The most bytes all files together may hold; an upload that would pass it is refused.
+    /// The most bytes all files together may hold, counting uploads in progress; an upload
+    /// that would pass it is refused.
     pub max_total_bytes: u64,
 }
 
@@ -148,6 +154,8 @@ struct Inner {
     uploading: DashMap<String, ()>,
     /// Sum of the lengths of `files`.
     total_bytes: AtomicU64,
+    /// Bytes reserved by uploads in progress.
+    in_flight_bytes: AtomicU64,
     /// Size limits.
     limits: StoreLimits,
 }
@@ -242,6 +250,7 @@ impl Store for MemoryStore {
                     inner: Arc::clone(&self.inner),
                     name: name.to_owned(),
                     overwrite,
+                    reserved: 0,
                 })
             }
         }
@@ -261,6 +270,8 @@ pub struct MemoryUpload {
     name: String,
     /// Whether an existing file may be replaced.
     overwrite: bool,
+    /// Bytes this upload holds in the store's in-flight count.
+    reserved: u64,
 }
 
 impl MemoryUpload {
@@ -280,12 +291,19 @@ impl MemoryUpload {
             Some(old) => old.len() as u64,
             None => 0,
         };
+        // Other uploads' reservations count; this upload's own becomes the file.
+        let others_in_flight = self
+            .inner
+            .in_flight_bytes
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.reserved);
         let total_after = self
             .inner
             .total_bytes
             .load(Ordering::Relaxed)
             .saturating_sub(old_len)
-            + len;
+            + len
+            + others_in_flight;
         if total_after > limits.max_total_bytes {
             return Err(StoreError::StoreFull {
                 limit: limits.max_total_bytes,
@@ -302,6 +320,33 @@ impl MemoryUpload {
 
 #[async_trait]
 impl Upload for MemoryUpload {
+    fn reserve(&mut self, len: u64) -> Result<(), StoreError> {
+        let limits = self.inner.limits;
+        if len > limits.max_file_size {
+            return Err(StoreError::FileTooLarge {
+                limit: limits.max_file_size,
+            });
+        }
+        let Some(more) = len.checked_sub(self.reserved).filter(|&more| more > 0) else {
+            return Ok(());
+        };
+        let in_flight = self
+            .inner
+            .in_flight_bytes
+            .fetch_add(more, Ordering::Relaxed)
+            + more;
+        if self.inner.total_bytes.load(Ordering::Relaxed) + in_flight > limits.max_total_bytes {
+            self.inner
+                .in_flight_bytes
+                .fetch_sub(more, Ordering::Relaxed);
+            return Err(StoreError::StoreFull {
+                limit: limits.max_total_bytes,
+            });
+        }
+        self.reserved = len;
+        Ok(())
+    }
+
     async fn publish(self, contents: Bytes) -> Result<(), StoreError> {
         self.check(contents.len() as u64)?;
         self.inner.replace(self.name.clone(), contents);
@@ -311,6 +356,9 @@ impl Upload for MemoryUpload {
 
 impl Drop for MemoryUpload {
     fn drop(&mut self) {
+        self.inner
+            .in_flight_bytes
+            .fetch_sub(self.reserved, Ordering::Relaxed);
         self.inner.uploading.remove(&self.name);
     }
 }
@@ -394,6 +442,32 @@ mod tests {
         assert_eq!(err, StoreError::FileTooLarge { limit: 4 });
         assert_eq!(err.code(), ErrorCode::DiskFull);
         assert!(store.get("a").is_none());
+    }
+
+    #[tokio::test]
+    async fn uploads_in_progress_count_against_the_total_budget() {
+        let store = MemoryStore::new(StoreLimits::default().with_max_total_bytes(10));
+        store.insert("a", Bytes::from_static(b"1234"));
+        let mut first = store.begin_upload("b", true).await.unwrap();
+        first.reserve(4).unwrap();
+        let mut second = store.begin_upload("c", true).await.unwrap();
+        assert_eq!(second.reserve(3), Err(StoreError::StoreFull { limit: 10 }));
+        second.reserve(2).unwrap();
+        drop(first);
+        second.reserve(6).unwrap();
+        second.publish(Bytes::from_static(b"123456")).await.unwrap();
+        assert_eq!(store.total_bytes(), 10);
+        assert_eq!(store.inner.in_flight_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn reserving_past_the_file_size_limit_fails() {
+        let store = MemoryStore::new(StoreLimits::default().with_max_file_size(4));
+        let mut upload = store.begin_upload("a", true).await.unwrap();
+        assert_eq!(
+            upload.reserve(5),
+            Err(StoreError::FileTooLarge { limit: 4 })
+        );
     }
 
     #[tokio::test]

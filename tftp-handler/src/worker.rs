@@ -37,6 +37,7 @@ pub(crate) async fn run<T: Transfer, U: Upload>(
     let timer = sleep_until(Instant::now());
     tokio::pin!(timer);
     let mut armed = None;
+    let mut reserved = 0;
     let mut logged = false;
     let end = loop {
         while let Some(datagram) = transfer.poll_transmit() {
@@ -46,10 +47,7 @@ pub(crate) async fn run<T: Transfer, U: Upload>(
         }
         if let Some(contents) = transfer.take_upload() {
             let result = match upload.take() {
-                Some(upload) => upload
-                    .publish(contents)
-                    .await
-                    .map_err(|e| ErrorReply::new(e.code(), e.to_string())),
+                Some(upload) => upload.publish(contents).await.map_err(ErrorReply::from),
                 None => Err(ErrorReply::new(ErrorCode::NotDefined, "nowhere to store")),
             };
             transfer.handle_published(now(), result);
@@ -101,7 +99,10 @@ pub(crate) async fn run<T: Transfer, U: Upload>(
                         }
                         debug!("duplicate request ignored");
                     }
-                    Ok(packet) => transfer.handle_packet(now(), &packet),
+                    Ok(packet) => {
+                        transfer.handle_packet(now(), &packet);
+                        reserve_growth(&mut transfer, upload.as_mut(), &mut reserved);
+                    }
                     Err(e) => debug!("malformed datagram ignored: {e}"),
                 }
             }
@@ -114,6 +115,25 @@ pub(crate) async fn run<T: Transfer, U: Upload>(
     match end {
         SessionEnd::Done => next_request(&mut io),
         handoff => handoff,
+    }
+}
+
+/// Reserves an upload's growth in the store, failing the transfer if it cannot fit.
+fn reserve_growth<T: Transfer, U: Upload>(
+    transfer: &mut T,
+    upload: Option<&mut U>,
+    reserved: &mut u64,
+) {
+    let Some(upload) = upload else {
+        return;
+    };
+    let len = transfer.progress().bytes;
+    if len <= *reserved {
+        return;
+    }
+    match upload.reserve(len) {
+        Ok(()) => *reserved = len,
+        Err(e) => transfer.fail(e.into()),
     }
 }
 

@@ -46,6 +46,8 @@ pub(crate) trait Transfer {
     fn peer_answered(&self) -> bool;
     /// Byte and retransmission counts, for the log.
     fn progress(&self) -> Progress;
+    /// Ends the transfer now with `reply` sent to the peer (unless it has already ended).
+    fn fail(&mut self, reply: ErrorReply);
     /// A completed upload's contents, to publish before the final ACK goes out.
     fn take_upload(&mut self) -> Option<Bytes> {
         None

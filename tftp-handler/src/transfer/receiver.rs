@@ -145,14 +145,6 @@ impl Receiver {
         self.since_ack = 0;
     }
 
-    /// Ends the transfer with an ERROR to the peer.
-    fn fail(&mut self, reply: ErrorReply) {
-        self.transmit.push_back(Datagram::new(reply.to_bytes()));
-        self.outcome = Some(Outcome::Failed(reply));
-        self.state = State::Done;
-        self.timer.disarm();
-    }
-
     fn handle_data(&mut self, now: Instant, block: u16, data: &[u8]) {
         let expected = (self.received + 1) as u16;
         // Where the block stands relative to the expected one, on wrapped numbers.
@@ -272,6 +264,17 @@ impl Transfer for Receiver {
             bytes: self.bytes_received,
             retransmits: self.timer.retransmits(),
         }
+    }
+
+    fn fail(&mut self, reply: ErrorReply) {
+        if self.state == State::Done {
+            return;
+        }
+        self.transmit.push_back(Datagram::new(reply.to_bytes()));
+        self.outcome = Some(Outcome::Failed(reply));
+        self.state = State::Done;
+        self.upload = None;
+        self.timer.disarm();
     }
 
     fn take_upload(&mut self) -> Option<Bytes> {

@@ -17,6 +17,7 @@ use udp_server::Datagram;
 
 use super::retry::{Expiry, Retransmit, Timing};
 use super::{BlockSource, Outcome, Progress, Transfer};
+use crate::error::ErrorReply;
 use crate::packet::{Packet, data_header};
 
 /// Sends one file.
@@ -174,6 +175,15 @@ impl Transfer for Sender {
 
     fn peer_answered(&self) -> bool {
         self.timer.peer_answered()
+    }
+
+    fn fail(&mut self, reply: ErrorReply) {
+        if self.outcome.is_some() {
+            return;
+        }
+        self.transmit.push_back(Datagram::new(reply.to_bytes()));
+        self.outcome = Some(Outcome::Failed(reply));
+        self.timer.disarm();
     }
 
     fn progress(&self) -> Progress {

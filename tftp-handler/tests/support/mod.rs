@@ -307,6 +307,10 @@ impl Store for SlowStore {
 
 #[async_trait]
 impl Upload for SlowUpload {
+    fn reserve(&mut self, len: u64) -> Result<(), StoreError> {
+        self.upload.reserve(len)
+    }
+
     async fn publish(self, contents: Bytes) -> Result<(), StoreError> {
         tokio::time::sleep(self.delay).await;
         self.upload.publish(contents).await
