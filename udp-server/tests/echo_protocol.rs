@@ -343,23 +343,27 @@ async fn a_thousand_peers_get_independent_sessions() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_peer_over_the_session_limit_is_refused_and_counted() {
+/// Starts a server with `config`, opens two sessions from two ports of 127.0.0.1, and checks
+/// that a third port of 127.0.0.1 is refused ("busy"). Returns the server for more checks.
+async fn two_sessions_then_a_refused_third(config: ServerConfig) -> Running {
     let server = Running::start(
         Scripted { idle: LONG_IDLE },
-        ServerConfig::default()
-            .with_max_sessions(2)
-            .with_shutdown_grace(Duration::ZERO),
+        config.with_shutdown_grace(Duration::ZERO),
     );
     let (first, second, third) = (client().await, client().await, client().await);
-
     send(&first, server.addr, "a").await;
     assert_eq!(recv(&first).await, "a 1");
     send(&second, server.addr, "b").await;
     assert_eq!(recv(&second).await, "b 1");
     send(&third, server.addr, "c").await;
     assert_eq!(recv(&third).await, "busy");
+    server
+}
 
+#[tokio::test]
+async fn a_peer_over_the_session_limit_is_refused_and_counted() {
+    let server =
+        two_sessions_then_a_refused_third(ServerConfig::default().with_max_sessions(2)).await;
     let snapshot = server.snapshot();
     assert_eq!(snapshot.refused_session_limit, 1);
     assert_eq!(snapshot.sessions_opened, 2);
@@ -368,30 +372,18 @@ async fn a_peer_over_the_session_limit_is_refused_and_counted() {
 
 #[tokio::test]
 async fn a_peer_address_over_its_session_limit_is_refused_while_others_are_served() {
-    let server = Running::start(
-        Scripted { idle: LONG_IDLE },
-        ServerConfig::default()
-            .with_max_sessions_per_ip(2)
-            .with_shutdown_grace(Duration::ZERO),
-    );
-    let (first, second, third) = (client().await, client().await, client().await);
-    send(&first, server.addr, "a").await;
-    assert_eq!(recv(&first).await, "a 1");
-    send(&second, server.addr, "b").await;
-    assert_eq!(recv(&second).await, "b 1");
-    send(&third, server.addr, "c").await;
-    assert_eq!(
-        recv(&third).await,
-        "busy",
-        "a third port of the same address"
-    );
-    // Another address is not affected.
+    let server =
+        two_sessions_then_a_refused_third(ServerConfig::default().with_max_sessions_per_ip(2))
+            .await;
     let elsewhere = UdpSocket::bind("127.0.0.2:0")
         .await
         .expect("bind 127.0.0.2");
     send(&elsewhere, server.addr, "d").await;
-    assert_eq!(recv(&elsewhere).await, "d 1");
-
+    assert_eq!(
+        recv(&elsewhere).await,
+        "d 1",
+        "another address is not affected"
+    );
     let snapshot = server.snapshot();
     assert_eq!(snapshot.refused_peer_limit, 1);
     assert_eq!(snapshot.sessions_opened, 3);

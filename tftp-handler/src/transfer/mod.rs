@@ -113,8 +113,22 @@ pub(crate) mod testing {
     //! Helpers for the state-machine tests: decode what a transfer sent.
     #![allow(clippy::unwrap_used)]
 
-    use super::Transfer;
+    use std::time::Duration;
+
+    use super::{Timing, Transfer};
     use crate::packet::Packet;
+
+    /// The timeout the state-machine tests use.
+    pub(crate) const SECOND: Duration = Duration::from_secs(1);
+
+    /// Timer settings for the tests: 1 s, 3 retries, 2 first-reply retries.
+    pub(crate) fn timing() -> Timing {
+        Timing {
+            timeout: SECOND,
+            max_retries: 3,
+            first_reply_retries: 2,
+        }
+    }
 
     /// A sent packet in owned form, for assertions.
     #[derive(Debug, Clone, PartialEq, Eq)]

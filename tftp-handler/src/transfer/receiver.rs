@@ -305,17 +305,7 @@ impl Transfer for Receiver {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::transfer::testing::{Sent, drain};
-
-    const SECOND: Duration = Duration::from_secs(1);
-
-    fn timing() -> Timing {
-        Timing {
-            timeout: SECOND,
-            max_retries: 3,
-            first_reply_retries: 2,
-        }
-    }
+    use crate::transfer::testing::{SECOND, Sent, drain, timing};
 
     fn params(block_size: u16, window_size: u16) -> ReceiverParams {
         ReceiverParams {

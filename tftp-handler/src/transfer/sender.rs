@@ -197,21 +197,9 @@ impl Transfer for Sender {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use std::time::Duration;
-
     use super::*;
     use crate::packet::{ErrorCode, Mode};
-    use crate::transfer::testing::{Sent, data_blocks, drain};
-
-    const SECOND: Duration = Duration::from_secs(1);
-
-    fn timing() -> Timing {
-        Timing {
-            timeout: SECOND,
-            max_retries: 3,
-            first_reply_retries: 2,
-        }
-    }
+    use crate::transfer::testing::{SECOND, Sent, data_blocks, drain, timing};
 
     fn file(len: usize) -> Bytes {
         (0..len).map(|i| (i % 251) as u8).collect()
