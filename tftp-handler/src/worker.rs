@@ -80,12 +80,13 @@ pub(crate) async fn run<T: Transfer, U: Upload>(
             () = io.cancel.cancelled() => {
                 // A transfer that has already settled (an upload dallying after its final
                 // ACK) succeeded: telling the peer otherwise would be a lie.
-                if transfer.outcome().is_none() {
-                    let reply = ErrorReply::new(ErrorCode::NotDefined, "server shutting down");
-                    let _ = io.outbound.send(Datagram::new(reply.to_bytes())).await;
-                    warn!("transfer cancelled: server shutting down");
+                if transfer.outcome().is_some() {
+                    break SessionEnd::Done;
                 }
-                return SessionEnd::Done;
+                warn!("transfer cancelled: server shutting down");
+                // Ends the transfer with the ERROR queued; the loop sends it and logs the
+                // outcome like any other.
+                transfer.fail(ErrorReply::new(ErrorCode::NotDefined, "server shutting down"));
             }
             datagram = io.inbound.recv() => {
                 let Some(datagram) = datagram else {

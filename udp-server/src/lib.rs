@@ -17,7 +17,7 @@
 //! - `router`: peer address → live session, delivery policy, stale-cleanup protection.
 //! - [`server`]: [`Server::run`]: the receive loop, the send loop and graceful shutdown.
 //! - [`stats`]: counters readable while the server runs.
-//! - [`socket`]: [`bind`], a helper that binds with `SO_REUSEADDR` and dual-stack IPv6.
+//! - [`socket`]: [`bind`], a helper that binds (dual-stack for an IPv6 wildcard address).
 
 pub mod datagram;
 pub mod handler;

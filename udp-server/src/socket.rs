@@ -1,9 +1,13 @@
 //! Binding a UDP socket the way a server wants it.
 //!
 //! [`Server::run`](crate::Server::run) takes an already-bound socket so that callers choose the
-//! address family and options; [`bind`] is the convenient default: `SO_REUSEADDR`, and for an
-//! IPv6 wildcard address a dual-stack socket (IPv4 peers appear as `::ffff:a.b.c.d`) where the
-//! OS allows it.
+//! address family and options; [`bind`] is the convenient default: for an IPv6 wildcard address
+//! a dual-stack socket (IPv4 peers appear as `::ffff:a.b.c.d`) where the OS allows it.
+//!
+//! It deliberately does not set `SO_REUSEADDR`. For UDP on Linux that option lets a second
+//! socket bind the same address and port, and the second process then silently takes the
+//! first one's traffic; a server restart does not need it (UDP has no TIME_WAIT). Binding a
+//! port already in use fails with `AddrInUse`, which is what an operator needs to see.
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,7 +19,6 @@ use tokio::net::UdpSocket;
 /// tokio runtime.
 pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
     if let SocketAddr::V6(v6) = addr
         && v6.ip().is_unspecified()
     {
@@ -36,6 +39,13 @@ mod tests {
     async fn binds_an_ephemeral_loopback_port() {
         let socket = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         assert_ne!(socket.local_addr().unwrap().port(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_port_in_use_is_refused() {
+        let first = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let err = bind(first.local_addr().unwrap()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
     }
 
     #[tokio::test]
