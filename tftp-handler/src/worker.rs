@@ -13,7 +13,7 @@ use std::time::Instant as StdInstant;
 use bytes::Bytes;
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, info, warn};
-use udp_server::{Datagram, SessionEnd, SessionIo};
+use udp_server::{SessionEnd, SessionIo};
 
 use crate::error::ErrorReply;
 use crate::packet::{ErrorCode, Opcode, Packet};
