@@ -167,7 +167,8 @@ pub fn test_server_config() -> ServerConfig {
 /// the calling test with a message naming it. With [`SKIP_MISSING_CLIENTS`]`=1` a missing
 /// client only prints a notice and this returns `false`, so that the test returns early:
 ///
-/// ```ignore
+/// ```no_run
+/// # use memtftpd_tests::require;
 /// if !require("atftp") {
 ///     return;
 /// }
@@ -212,6 +213,7 @@ pub async fn run_client_with_input(
     run(program, args, cwd, Some(input)).await
 }
 
+/// Runs a client for [`run_client`] and [`run_client_with_input`].
 async fn run(program: &str, args: &[&str], cwd: &Path, input: Option<&str>) -> Output {
     let mut command = Command::new(program);
     command

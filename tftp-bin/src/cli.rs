@@ -23,7 +23,7 @@ use crate::units::{parse_duration, parse_size};
 ///
 /// Files live in memory, optionally preloaded from a directory; an upload replaces its file
 /// atomically, and only when it is complete. Every flag can also be set with an environment
-/// variable (MEMTFTPD_<FLAG>, e.g. MEMTFTPD_MAX_FILE_SIZE=64MiB) or in the TOML file given to
+/// variable (MEMTFTPD_ and the flag in capitals, e.g. MEMTFTPD_MAX_FILE_SIZE=64MiB) or in the TOML file given to
 /// --config (e.g. max-file-size = "64MiB"); flags win over the environment, which wins over
 /// the file.
 #[derive(Debug, Parser)]

@@ -97,7 +97,9 @@ pub(crate) fn negotiate<F: FnOnce() -> u64>(
                 u64::from(params.window_size)
             }),
             Known::TransferSize => match size.take() {
-                Some(SizeQuery::Read(file_size)) => Some(file_size()),
+                // An empty file's size is left out: curl (lib/tftp.c) takes `tsize 0` in an
+                // OACK for an error and gives up, and RFC 2347 lets a server decline any option.
+                Some(SizeQuery::Read(file_size)) => Some(file_size()).filter(|&size| size > 0),
                 Some(SizeQuery::Write { max_file_size }) => match value {
                     Some(announced) if announced > max_file_size => {
                         return Err(ErrorReply::new(
@@ -280,6 +282,17 @@ mod tests {
     fn tsize_on_a_read_answers_the_size() {
         let n = read(&[("tsize", "0")]);
         assert_eq!(oack_pairs(&n), vec![pair("tsize", "1234")]);
+    }
+
+    #[test]
+    fn tsize_of_an_empty_file_is_left_out() {
+        let n = negotiate(
+            &opts(&[("tsize", "0"), ("blksize", "1024")]),
+            &Config::default(),
+            SizeQuery::Read(|| 0),
+        )
+        .unwrap();
+        assert_eq!(oack_pairs(&n), vec![pair("blksize", "1024")]);
     }
 
     #[test]

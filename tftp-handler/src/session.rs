@@ -28,7 +28,7 @@ pub(crate) async fn serve<S: Store>(
     store: Arc<S>,
     config: Arc<Config>,
     request: Bytes,
-    io: SessionIo,
+    mut io: SessionIo,
 ) -> SessionEnd {
     // The datagram shares its receive buffer with others; a private copy of these few bytes
     // keeps that buffer from living as long as the transfer.
@@ -57,7 +57,9 @@ pub(crate) async fn serve<S: Store>(
             Err(reply) => {
                 info!(%reply, "request refused");
                 let _ = io.outbound.send(Datagram::new(reply.to_bytes())).await;
-                SessionEnd::Done
+                // The peer may already have sent its next request (a boot loader trying a
+                // list of names): it belongs to the next session.
+                worker::next_request(&mut io)
             }
             Ok(Started::Read(sender)) => {
                 worker::run(sender, io, request.clone(), None::<S::Upload>).await

@@ -140,7 +140,7 @@ fn reserve_growth<T: Transfer, U: Upload>(
 
 /// Closes the inbound queue and looks through what is left in it for a request that should
 /// open the peer's next session (it arrived just as this one ended).
-fn next_request(io: &mut SessionIo) -> SessionEnd {
+pub(crate) fn next_request(io: &mut SessionIo) -> SessionEnd {
     io.inbound.close();
     while let Ok(datagram) = io.inbound.try_recv() {
         if is_request(&datagram) {
