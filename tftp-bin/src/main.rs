@@ -8,6 +8,7 @@ mod cli;
 mod preload;
 mod units;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use tftp_handler::{MemoryStore, PersistentStore, Store, TftpHandler};
@@ -45,8 +46,10 @@ fn main() -> ExitCode {
 fn init_logging(args: &Args) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log_level));
+    // Colours only for a person at a terminal, not for journald or a log file.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Text => builder.init(),
