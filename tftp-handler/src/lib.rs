@@ -13,17 +13,19 @@
 //! - `worker`: the async actor that feeds a state machine datagrams and timeouts.
 //! - `session`: checks a request and starts the right transfer.
 //! - [`handler`]: [`TftpHandler`], the `ProtocolHandler` implementation.
+//! - [`client`]: [`Client`], a TFTP client made of the same state machines.
 //! - [`store`]: the [`Store`] trait and the in-memory [`MemoryStore`]; [`persist`]: the same,
 //!   saving completed uploads to a directory.
 //! - [`access`]: the allow/deny address list. [`names`]: file-name rules. [`config`]: protocol settings. [`error`]: ERROR replies.
 
 pub mod access;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod handler;
 pub mod names;
 pub mod netascii;
-mod options;
+pub mod options;
 pub mod packet;
 pub mod persist;
 mod session;
@@ -32,10 +34,11 @@ mod transfer;
 mod worker;
 
 pub use access::AccessList;
+pub use client::{Client, ClientConfig, ClientError};
 pub use config::Config;
 pub use error::ErrorReply;
 pub use handler::TftpHandler;
-pub use options::{DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
+pub use options::{DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, RequestOptions};
 pub use packet::{ErrorCode, Mode, Packet};
 pub use persist::{PersistentStore, PersistentUpload};
 pub use store::{MemoryStore, MemoryUpload, Store, StoreError, StoreLimits, Upload};

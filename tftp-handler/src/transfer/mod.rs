@@ -137,6 +137,8 @@ pub(crate) mod testing {
         Ack(u16),
         Error(u16, String),
         Oack(Vec<(String, String)>),
+        /// A client's RRQ or WRQ, with its file name.
+        Request(String),
     }
 
     /// Everything the transfer has queued to send.
@@ -154,7 +156,9 @@ pub(crate) mod testing {
                             .map(|o| (o.name.to_owned(), o.value.to_owned()))
                             .collect(),
                     ),
-                    other => panic!("a transfer sent a request: {other:?}"),
+                    Packet::Rrq(request) | Packet::Wrq(request) => {
+                        Sent::Request(request.filename.to_owned())
+                    }
                 }
             })
             .collect()

@@ -1,4 +1,6 @@
-//! The receiving side of a transfer: DATA in, ACKs out (a server answering a write request).
+//! The receiving side of a transfer: DATA in, ACKs out (a server answering a write request,
+//! or a client downloading: then the request is resent until the server's OACK or DATA 1
+//! arrives, and an OACK is answered with ACK 0).
 //!
 //! The first reply (ACK 0, or the OACK when options were accepted) is resent on timeout until
 //! DATA 1 arrives. Blocks are kept only in order; with `windowsize` (RFC 7440) an ACK goes out
@@ -21,7 +23,8 @@ use super::retry::{Expiry, Retransmit, Timing};
 use super::{Outcome, Progress, Transfer};
 use crate::error::ErrorReply;
 use crate::netascii::NetasciiDecoder;
-use crate::packet::{ErrorCode, Mode, Packet, ack};
+use crate::options::RequestOptions;
+use crate::packet::{ErrorCode, Mode, Packet, TftpOption, ack};
 
 /// Upper bound on memory reserved up front from an announced `tsize`: a client's claim alone
 /// never makes the server allocate much.
@@ -30,6 +33,9 @@ const MAX_PREALLOCATION: u64 = 16 << 20;
 /// Where the receiver is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
+    /// A client's request is out (it is the `first_reply` resent on timeout); waiting for
+    /// the server's OACK or first block.
+    Requesting(RequestOptions),
     /// Taking blocks.
     Receiving,
     /// The final block (this number) is in; waiting for the contents to be published.
@@ -49,7 +55,8 @@ pub(crate) struct Receiver {
     window_size: u16,
     /// Retransmission timer.
     timer: Retransmit,
-    /// ACK 0 or the OACK: what acknowledges the request until DATA 1 arrives.
+    /// ACK 0 or the OACK (a server), or the request (a client): what is resent until DATA 1
+    /// arrives.
     first_reply: Bytes,
     /// Blocks received in order so far.
     received: u64,
@@ -99,16 +106,42 @@ pub(crate) struct ReceiverParams {
 }
 
 impl Receiver {
-    /// Starts receiving: sends ACK 0 or the OACK.
+    /// Starts a server's side of a write: sends ACK 0 or the OACK.
     pub(crate) fn new(params: ReceiverParams, timing: Timing, now: Instant) -> Self {
-        let first_reply = params
-            .oack
-            .unwrap_or_else(|| Bytes::from_static(&[0, 4, 0, 0]));
-        let capacity = params
-            .announced_size
-            .unwrap_or(0)
-            .min(params.max_size)
-            .min(MAX_PREALLOCATION);
+        let first_reply = params.oack.clone().unwrap_or_else(ack_zero);
+        Self::start(params, first_reply, State::Receiving, timing, now)
+    }
+
+    /// Starts a client's download: sends `request` (an RRQ asking for `asked`) and waits for
+    /// the server's OACK or first block.
+    pub(crate) fn download(
+        request: Bytes,
+        asked: RequestOptions,
+        mode: Mode,
+        max_size: u64,
+        timing: Timing,
+        now: Instant,
+    ) -> Self {
+        let declined = asked.declined();
+        let params = ReceiverParams {
+            block_size: declined.block_size,
+            window_size: declined.window_size,
+            mode,
+            max_size,
+            announced_size: None,
+            dally: Duration::ZERO,
+            oack: None,
+        };
+        Self::start(params, request, State::Requesting(asked), timing, now)
+    }
+
+    fn start(
+        params: ReceiverParams,
+        first_reply: Bytes,
+        state: State,
+        timing: Timing,
+        now: Instant,
+    ) -> Self {
         let mut receiver = Self {
             block_size: usize::from(params.block_size),
             window_size: params.window_size.max(1),
@@ -118,12 +151,12 @@ impl Receiver {
             since_ack: 0,
             gap_reported: false,
             last_ack_at: None,
-            contents: BytesMut::with_capacity(capacity as usize),
+            contents: BytesMut::with_capacity(preallocation(&params)),
             bytes_received: 0,
             decoder: (params.mode != Mode::Octet).then(NetasciiDecoder::new),
             max_size: params.max_size,
             dally: params.dally,
-            state: State::Receiving,
+            state,
             upload: None,
             transmit: VecDeque::new(),
             outcome: None,
@@ -131,6 +164,28 @@ impl Receiver {
         receiver.send_current_ack(now);
         receiver.timer.arm(now);
         receiver
+    }
+
+    /// A client's request was answered with an OACK: run with what it grants, and
+    /// acknowledge it with ACK 0 (RFC 2347).
+    fn handle_oack(&mut self, now: Instant, asked: RequestOptions, oack: &[TftpOption<'_>]) {
+        let params = match asked.accept(oack) {
+            Ok(params) => params,
+            Err(reply) => return self.fail(reply),
+        };
+        self.block_size = usize::from(params.block_size);
+        self.window_size = params.window_size.max(1);
+        if let Some(timeout) = params.retry_timeout {
+            self.timer.set_timeout(timeout);
+        }
+        if let Some(size) = params.announced_size {
+            self.contents
+                .reserve(size.min(self.max_size).min(MAX_PREALLOCATION) as usize);
+        }
+        self.first_reply = ack_zero();
+        self.state = State::Receiving;
+        self.timer.progress(now);
+        self.send_current_ack(now);
     }
 
     /// Acknowledges the last in-order block (or the request, before DATA 1).
@@ -201,10 +256,35 @@ impl Receiver {
     }
 }
 
+/// ACK 0: a server's answer to a write request without options, a client's to an OACK.
+fn ack_zero() -> Bytes {
+    Bytes::from_static(&[0, 4, 0, 0])
+}
+
+/// Bytes to reserve up front: the announced size, within limits.
+fn preallocation(params: &ReceiverParams) -> usize {
+    params
+        .announced_size
+        .unwrap_or(0)
+        .min(params.max_size)
+        .min(MAX_PREALLOCATION) as usize
+}
+
 impl Transfer for Receiver {
     fn handle_packet(&mut self, now: Instant, packet: &Packet<'_>) {
         match (packet, self.state) {
-            (&Packet::Error { code, message }, State::Receiving | State::Publishing(_)) => {
+            (Packet::Oack { options }, State::Requesting(asked)) => {
+                self.handle_oack(now, asked, options);
+            }
+            (&Packet::Data { block, data }, State::Requesting(_)) => {
+                // The server ignored every option: lock-step at 512 bytes.
+                self.state = State::Receiving;
+                self.handle_data(now, block, data);
+            }
+            (
+                &Packet::Error { code, message },
+                State::Requesting(_) | State::Receiving | State::Publishing(_),
+            ) => {
                 self.outcome = Some(Outcome::peer_error(code, message));
                 self.state = State::Done;
                 self.timer.disarm();
@@ -222,7 +302,7 @@ impl Transfer for Receiver {
 
     fn handle_timeout(&mut self, now: Instant) {
         match self.state {
-            State::Receiving => match self.timer.expire(now) {
+            State::Requesting(_) | State::Receiving => match self.timer.expire(now) {
                 Expiry::NotYet => {}
                 Expiry::Resend => self.send_current_ack(now),
                 Expiry::GiveUp => {
@@ -241,7 +321,7 @@ impl Transfer for Receiver {
 
     fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::Receiving => self.timer.deadline(),
+            State::Requesting(_) | State::Receiving => self.timer.deadline(),
             State::Dallying(_, until) => Some(until),
             State::Publishing(_) | State::Done => None,
         }
@@ -561,5 +641,55 @@ mod tests {
         r.handle_packet(now, &data(1, b"abcde"));
         assert!(matches!(drain(&mut r)[..], [Sent::Error(4, _)]));
         assert!(r.is_finished());
+    }
+
+    fn download(asked: RequestOptions, now: Instant) -> Receiver {
+        let rrq = Bytes::from_static(b"\0\x01f\0octet\0");
+        Receiver::download(rrq, asked, Mode::Octet, 1 << 20, timing(), now)
+    }
+
+    #[test]
+    fn a_client_download_resends_its_request_until_answered() {
+        let now = Instant::now();
+        let mut r = download(RequestOptions::default(), now);
+        assert_eq!(drain(&mut r).len(), 1, "the RRQ");
+        r.handle_timeout(now + SECOND);
+        assert_eq!(drain(&mut r).len(), 1, "the RRQ again");
+    }
+
+    #[test]
+    fn a_first_block_without_an_oack_starts_a_lock_step_download() {
+        let now = Instant::now();
+        let mut r = download(RequestOptions::default().with_block_size(1024), now);
+        drain(&mut r);
+        r.handle_packet(now, &data(1, &[1; 512]));
+        assert_eq!(
+            drain(&mut r),
+            vec![Sent::Ack(1)],
+            "512 is a full block: options declined"
+        );
+        r.handle_packet(now, &data(2, b"end"));
+        assert_eq!(publish(&mut r, now).len(), 515);
+    }
+
+    #[test]
+    fn an_oack_is_acknowledged_with_ack_zero_and_its_block_size_used() {
+        let now = Instant::now();
+        let mut r = download(RequestOptions::default().with_block_size(1024), now);
+        drain(&mut r);
+        let options = vec![TftpOption {
+            name: "blksize",
+            value: "1024",
+        }];
+        r.handle_packet(now, &Packet::Oack { options });
+        assert_eq!(drain(&mut r), vec![Sent::Ack(0)]);
+        r.handle_packet(now, &data(1, &[1; 1024]));
+        assert_eq!(drain(&mut r), vec![Sent::Ack(1)]);
+        r.handle_timeout(now + SECOND);
+        assert_eq!(
+            drain(&mut r),
+            vec![Sent::Ack(1)],
+            "after data, the ACK is what is resent"
+        );
     }
 }

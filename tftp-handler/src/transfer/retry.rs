@@ -105,6 +105,11 @@ impl Retransmit {
         self.retransmits
     }
 
+    /// Changes the wait (the peer agreed on another timeout), from the next arming on.
+    pub(crate) fn set_timeout(&mut self, timeout: Duration) {
+        self.timing.timeout = timeout;
+    }
+
     pub(crate) fn timeout(&self) -> Duration {
         self.timing.timeout
     }

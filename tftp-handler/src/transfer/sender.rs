@@ -1,4 +1,6 @@
-//! The sending side of a transfer: DATA out, ACKs in (a server answering a read request).
+//! The sending side of a transfer: DATA out, ACKs in (a server answering a read request, or
+//! a client uploading). Before data flows there may be a handshake: a server that accepted
+//! options waits for ACK 0 after its OACK; a client waits for ACK 0 or an OACK after its WRQ.
 //!
 //! Lock-step (RFC 1350) is a window of one; with `windowsize` (RFC 7440) up to that many
 //! blocks go out before waiting. An ACK for a block inside the window acknowledges it and
@@ -18,7 +20,19 @@ use udp_server::Datagram;
 use super::retry::{Expiry, Retransmit, Timing};
 use super::{BlockSource, Outcome, Progress, Transfer};
 use crate::error::ErrorReply;
+use crate::options::RequestOptions;
 use crate::packet::{Packet, data_header};
+
+/// What has to happen before DATA flows.
+#[derive(Debug)]
+enum Handshake {
+    /// Nothing: DATA is flowing.
+    Done,
+    /// A server's OACK went out; ACK 0 starts the data (RFC 2347).
+    AwaitAck0(Bytes),
+    /// A client's WRQ went out; ACK 0 (options ignored) or an OACK starts the data.
+    AwaitReply(Bytes, RequestOptions),
+}
 
 /// Sends one file.
 #[derive(Debug)]
@@ -31,8 +45,8 @@ pub(crate) struct Sender {
     window_size: usize,
     /// Retransmission timer.
     timer: Retransmit,
-    /// The OACK, while it waits for ACK 0 (RFC 2347).
-    oack: Option<Bytes>,
+    /// What has to happen before DATA flows.
+    handshake: Handshake,
     /// Blocks acknowledged so far (the 1-based index of the last one).
     acked: u64,
     /// Blocks `acked + 1 ..` that have been cut but not acknowledged, oldest first.
@@ -48,7 +62,8 @@ pub(crate) struct Sender {
 }
 
 impl Sender {
-    /// Starts sending `source`: the OACK if options were accepted, else the first window.
+    /// Starts a server's side of a read: sends the OACK if options were accepted, else the
+    /// first window.
     pub(crate) fn new(
         source: BlockSource,
         block_size: u16,
@@ -57,12 +72,45 @@ impl Sender {
         oack: Option<Bytes>,
         now: Instant,
     ) -> Self {
+        let handshake = oack.map_or(Handshake::Done, Handshake::AwaitAck0);
+        Self::start(source, block_size, window_size, timing, handshake, now)
+    }
+
+    /// Starts a client's upload: sends `request` (a WRQ asking for `asked`) and waits for the
+    /// server's ACK 0 or OACK.
+    pub(crate) fn upload(
+        source: BlockSource,
+        request: Bytes,
+        asked: RequestOptions,
+        timing: Timing,
+        now: Instant,
+    ) -> Self {
+        let declined = asked.declined();
+        let handshake = Handshake::AwaitReply(request, asked);
+        Self::start(
+            source,
+            declined.block_size,
+            declined.window_size,
+            timing,
+            handshake,
+            now,
+        )
+    }
+
+    fn start(
+        source: BlockSource,
+        block_size: u16,
+        window_size: u16,
+        timing: Timing,
+        handshake: Handshake,
+        now: Instant,
+    ) -> Self {
         let mut sender = Self {
             source,
             block_size: usize::from(block_size),
             window_size: usize::from(window_size.max(1)),
             timer: Retransmit::new(timing),
-            oack,
+            handshake,
             acked: 0,
             window: VecDeque::new(),
             final_block: None,
@@ -70,12 +118,28 @@ impl Sender {
             bytes_acked: 0,
             outcome: None,
         };
-        match &sender.oack {
-            Some(oack) => sender.transmit.push_back(Datagram::new(oack.clone())),
-            None => sender.send_window(),
-        }
+        sender.send_handshake_or_window();
         sender.timer.arm(now);
         sender
+    }
+
+    /// Queues the pending handshake packet, or the current window once there is none.
+    fn send_handshake_or_window(&mut self) {
+        match &self.handshake {
+            Handshake::AwaitAck0(packet) | Handshake::AwaitReply(packet, _) => {
+                self.transmit.push_back(Datagram::new(packet.clone()));
+            }
+            Handshake::Done => self.send_window(),
+        }
+    }
+
+    /// The handshake is over: data flows with these parameters.
+    fn begin_data(&mut self, now: Instant, block_size: u16, window_size: u16) {
+        self.handshake = Handshake::Done;
+        self.block_size = usize::from(block_size);
+        self.window_size = usize::from(window_size.max(1));
+        self.timer.progress(now);
+        self.send_window();
     }
 
     /// Cuts blocks until the window is full or the last block is cut.
@@ -103,13 +167,13 @@ impl Sender {
     }
 
     fn handle_ack(&mut self, now: Instant, block: u16) {
-        if self.oack.is_some() {
-            if block == 0 {
-                self.oack = None;
-                self.timer.progress(now);
-                self.send_window();
+        match self.handshake {
+            Handshake::Done => {}
+            Handshake::AwaitAck0(_) | Handshake::AwaitReply(..) if block == 0 => {
+                let (block_size, window_size) = (self.block_size as u16, self.window_size as u16);
+                return self.begin_data(now, block_size, window_size);
             }
-            return;
+            _ => return,
         }
         // How far past the last acknowledged block this ACK reaches, on wrapped numbers.
         let reach = usize::from(block.wrapping_sub(self.acked as u16));
@@ -135,13 +199,26 @@ impl Transfer for Sender {
         if self.outcome.is_some() {
             return;
         }
-        match *packet {
-            Packet::Ack { block } => self.handle_ack(now, block),
-            Packet::Error { code, message } => {
+        match packet {
+            &Packet::Ack { block } => self.handle_ack(now, block),
+            Packet::Oack { options } => {
+                if let Handshake::AwaitReply(_, asked) = &self.handshake {
+                    match asked.accept(options) {
+                        Ok(params) => {
+                            if let Some(timeout) = params.retry_timeout {
+                                self.timer.set_timeout(timeout);
+                            }
+                            self.begin_data(now, params.block_size, params.window_size);
+                        }
+                        Err(reply) => self.fail(reply),
+                    }
+                }
+            }
+            &Packet::Error { code, message } => {
                 self.timer.disarm();
                 self.outcome = Some(Outcome::peer_error(code, message));
             }
-            // DATA, OACK and requests have no meaning for a sender: ignore them.
+            // DATA and requests have no meaning for a sender: ignore them.
             _ => {}
         }
     }
@@ -150,10 +227,7 @@ impl Transfer for Sender {
         match self.timer.expire(now) {
             Expiry::NotYet => {}
             Expiry::GiveUp => self.outcome = Some(Outcome::TimedOut),
-            Expiry::Resend => match &self.oack {
-                Some(oack) => self.transmit.push_back(Datagram::new(oack.clone())),
-                None => self.send_window(),
-            },
+            Expiry::Resend => self.send_handshake_or_window(),
         }
     }
 
@@ -198,6 +272,7 @@ impl Transfer for Sender {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::options::RequestOptions;
     use crate::packet::{ErrorCode, Mode};
     use crate::transfer::testing::{SECOND, Sent, data_blocks, drain, timing};
 
@@ -463,5 +538,73 @@ mod tests {
             drain(&mut s),
             vec![Sent::Data(1, b"a\r\nb\r\0\r\n".to_vec())]
         );
+    }
+
+    fn wrq() -> Bytes {
+        Bytes::from_static(b"\0\x02f\0octet\0blksize\x001024\0")
+    }
+
+    fn upload(len: usize, now: Instant) -> Sender {
+        let asked = RequestOptions::default().with_block_size(1024);
+        Sender::upload(
+            BlockSource::new(file(len), Mode::Octet),
+            wrq(),
+            asked,
+            timing(),
+            now,
+        )
+    }
+
+    #[test]
+    fn a_client_upload_resends_its_request_until_answered() {
+        let now = Instant::now();
+        let mut s = upload(3000, now);
+        assert_eq!(drain(&mut s).len(), 1, "the WRQ");
+        s.handle_timeout(now + SECOND);
+        assert_eq!(drain(&mut s).len(), 1, "the WRQ again");
+    }
+
+    #[test]
+    fn ack_zero_means_the_server_ignored_the_options() {
+        let now = Instant::now();
+        let mut s = upload(3000, now);
+        drain(&mut s);
+        s.handle_packet(now, &ack(0));
+        let sent = drain(&mut s);
+        assert!(
+            matches!(&sent[..], [Sent::Data(1, d)] if d.len() == 512),
+            "{sent:?}"
+        );
+    }
+
+    #[test]
+    fn an_oack_sets_the_block_size_of_the_upload() {
+        let now = Instant::now();
+        let mut s = upload(3000, now);
+        drain(&mut s);
+        let options = vec![crate::packet::TftpOption {
+            name: "blksize",
+            value: "1024",
+        }];
+        s.handle_packet(now, &Packet::Oack { options });
+        let sent = drain(&mut s);
+        assert!(
+            matches!(&sent[..], [Sent::Data(1, d)] if d.len() == 1024),
+            "{sent:?}"
+        );
+    }
+
+    #[test]
+    fn an_oack_with_an_option_not_asked_for_is_refused_with_error_8() {
+        let now = Instant::now();
+        let mut s = upload(3000, now);
+        drain(&mut s);
+        let options = vec![crate::packet::TftpOption {
+            name: "windowsize",
+            value: "4",
+        }];
+        s.handle_packet(now, &Packet::Oack { options });
+        assert!(matches!(drain(&mut s)[..], [Sent::Error(8, _)]));
+        assert!(matches!(s.outcome(), Some(Outcome::Failed(_))));
     }
 }

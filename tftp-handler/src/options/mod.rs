@@ -6,7 +6,8 @@
 //! the OACK to send instead of the first DATA / ACK. Unknown options, and known ones with a
 //! malformed or out-of-range value, are left out of the OACK (RFC 2347: the server omits
 //! options it does not accept); names are matched case-insensitively, and only the first of a
-//! repeated option counts. This module does no IO and keeps no state.
+//! repeated option counts. This module does no IO and keeps no state. The client's side (what
+//! to ask for, and whether an OACK is acceptable) is in [`request`].
 
 use std::time::Duration;
 
@@ -15,6 +16,10 @@ use bytes::Bytes;
 use crate::config::Config;
 use crate::error::ErrorReply;
 use crate::packet::{ErrorCode, Packet, TftpOption};
+
+pub(crate) mod request;
+
+pub use request::RequestOptions;
 
 /// RFC 1350's block size, used when the client asks for no other.
 pub const DEFAULT_BLOCK_SIZE: u16 = 512;
@@ -130,7 +135,7 @@ pub(crate) fn negotiate<F: FnOnce() -> u64>(
     })
 }
 
-/// The options this server understands.
+/// The options this crate understands, on either side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Known {
     BlockSize,

@@ -1,0 +1,257 @@
+//! A TFTP client built from the server's own parts: a download is the [`Receiver`] state
+//! machine that serves a write request, an upload the [`Sender`] that serves a read request,
+//! each started with the client's handshake (send the request, resend it on timeout, accept
+//! or refuse the server's OACK). The same codec, option rules, windows, block-number wrap and
+//! retransmission rules apply in both directions.
+//!
+//! Each transfer uses its own UDP socket. RFC 1350 lets a server answer from a new port (its
+//! transfer ID): the client locks onto the address of the first reply and answers datagrams
+//! from anywhere else with ERROR 5, leaving the transfer undisturbed.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use bytes::Bytes;
+use thiserror::Error;
+use tokio::net::UdpSocket;
+use tokio::time::{Instant, sleep, sleep_until};
+use udp_server::Datagram;
+
+use crate::error::ErrorReply;
+use crate::options::RequestOptions;
+use crate::packet::{ErrorCode, Mode, Packet, Request, TftpOption};
+use crate::transfer::{BlockSource, Outcome, Receiver, Sender, Timing, Transfer};
+
+/// How a [`Client`] behaves. Start from [`ClientConfig::default`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// Time to wait before resending (unless a `timeout` option is agreed).
+    pub retry_timeout: Duration,
+    /// Timeouts in a row before giving up.
+    pub max_retries: u32,
+    /// Transfer mode.
+    pub mode: Mode,
+    /// Options to ask for.
+    pub options: RequestOptions,
+    /// The largest file a download may return.
+    pub max_file_size: u64,
+    /// For load testing: wait this long before sending each packet (a slow client). Zero for
+    /// normal use.
+    pub send_delay: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            retry_timeout: Duration::from_secs(1),
+            max_retries: 5,
+            mode: Mode::Octet,
+            options: RequestOptions::default(),
+            max_file_size: 4 << 30,
+            send_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// Why a transfer failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The local socket failed.
+    #[error("socket error: {0}")]
+    Io(#[from] io::Error),
+    /// The server sent an ERROR.
+    #[error("server error {}: {message}", code.as_u16())]
+    Server {
+        /// Its code.
+        code: ErrorCode,
+        /// Its message.
+        message: String,
+    },
+    /// The server stopped answering.
+    #[error("timed out: the server stopped answering")]
+    TimedOut,
+    /// The client ended the transfer with this ERROR (e.g. an OACK it cannot accept).
+    #[error("transfer abandoned: {0}")]
+    Abandoned(ErrorReply),
+}
+
+/// A TFTP client.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    /// Settings for every transfer.
+    config: ClientConfig,
+}
+
+impl Client {
+    /// A client with `config`.
+    pub fn new(config: ClientConfig) -> Self {
+        Self { config }
+    }
+
+    /// The client's settings.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Downloads `filename` from `server`.
+    pub async fn get(&self, server: SocketAddr, filename: &str) -> Result<Bytes, ClientError> {
+        let request = self.request(Opcode::Read, filename, 0);
+        let receiver = Receiver::download(
+            request,
+            self.config.options,
+            self.config.mode,
+            self.config.max_file_size,
+            self.timing(),
+            now(),
+        );
+        let contents = self.run(server, receiver).await?;
+        Ok(contents.unwrap_or_default())
+    }
+
+    /// Uploads `contents` to `server` as `filename`.
+    pub async fn put(
+        &self,
+        server: SocketAddr,
+        filename: &str,
+        contents: Bytes,
+    ) -> Result<(), ClientError> {
+        let source = BlockSource::new(contents, self.config.mode);
+        let request = self.request(Opcode::Write, filename, source.transfer_size());
+        let sender = Sender::upload(source, request, self.config.options, self.timing(), now());
+        self.run(server, sender).await.map(drop)
+    }
+
+    fn timing(&self) -> Timing {
+        Timing {
+            timeout: self.config.retry_timeout,
+            max_retries: self.config.max_retries,
+            // A client's request is resent as often as any packet: the server may be busy.
+            first_reply_retries: self.config.max_retries,
+        }
+    }
+
+    /// The RRQ or WRQ datagram; `size` is the `tsize` to announce.
+    fn request(&self, opcode: Opcode, filename: &str, size: u64) -> Bytes {
+        let pairs = self.config.options.pairs(size);
+        let request = Request {
+            filename,
+            mode: self.config.mode,
+            options: pairs
+                .iter()
+                .map(|(name, value)| TftpOption { name, value })
+                .collect(),
+        };
+        match opcode {
+            Opcode::Read => Packet::Rrq(request),
+            Opcode::Write => Packet::Wrq(request),
+        }
+        .to_bytes()
+    }
+
+    /// Drives `transfer` over a fresh socket; returns the downloaded contents, if any.
+    async fn run<T: Transfer>(
+        &self,
+        server: SocketAddr,
+        mut transfer: T,
+    ) -> Result<Option<Bytes>, ClientError> {
+        let socket = UdpSocket::bind(unspecified_like(server)).await?;
+        let mut peer: Option<SocketAddr> = None;
+        let mut buf = vec![0; 65_536];
+        let mut scratch = Vec::new();
+        let mut downloaded = None;
+        let timer = sleep_until(Instant::now());
+        tokio::pin!(timer);
+        loop {
+            while let Some(datagram) = transfer.poll_transmit() {
+                if !self.config.send_delay.is_zero() {
+                    sleep(self.config.send_delay).await;
+                }
+                let to = peer.unwrap_or(server);
+                send(&socket, &datagram, to, &mut scratch).await?;
+            }
+            if let Some(contents) = transfer.take_upload() {
+                downloaded = Some(contents);
+                transfer.handle_published(now(), Ok(()));
+                continue;
+            }
+            if transfer.is_finished() {
+                break;
+            }
+            let deadline = transfer.poll_timeout();
+            if let Some(deadline) = deadline {
+                timer.as_mut().reset(Instant::from_std(deadline));
+            }
+            tokio::select! {
+                received = socket.recv_from(&mut buf) => {
+                    let (len, from) = received?;
+                    // Lock onto the port the server answers from (its transfer ID).
+                    match peer {
+                        None if from.ip() == server.ip() => peer = Some(from),
+                        Some(locked) if locked == from => {}
+                        _ => {
+                            let stray = ErrorReply::new(ErrorCode::UnknownTransferId, "unknown transfer ID");
+                            socket.send_to(&stray.to_bytes(), from).await?;
+                            continue;
+                        }
+                    }
+                    if let Ok(packet) = Packet::decode(&buf[..len]) {
+                        transfer.handle_packet(now(), &packet);
+                    }
+                }
+                () = &mut timer, if deadline.is_some() => transfer.handle_timeout(now()),
+            }
+        }
+        match transfer.outcome() {
+            Some(Outcome::Completed) => Ok(downloaded),
+            Some(Outcome::PeerError { code, message }) => Err(ClientError::Server {
+                code: *code,
+                message: message.clone(),
+            }),
+            Some(Outcome::Failed(reply)) => Err(ClientError::Abandoned(reply.clone())),
+            Some(Outcome::TimedOut) | None => Err(ClientError::TimedOut),
+        }
+    }
+}
+
+/// Which request to send.
+#[derive(Debug, Clone, Copy)]
+enum Opcode {
+    Read,
+    Write,
+}
+
+/// Sends a datagram; header and payload are joined in `scratch` when both are present.
+async fn send(
+    socket: &UdpSocket,
+    datagram: &Datagram,
+    to: SocketAddr,
+    scratch: &mut Vec<u8>,
+) -> io::Result<usize> {
+    let (header, payload) = (datagram.header(), datagram.payload());
+    if payload.is_empty() {
+        return socket.send_to(header, to).await;
+    }
+    if header.is_empty() {
+        return socket.send_to(payload, to).await;
+    }
+    scratch.clear();
+    scratch.extend_from_slice(header);
+    scratch.extend_from_slice(payload);
+    socket.send_to(scratch, to).await
+}
+
+/// The wildcard address of `server`'s family, any port.
+fn unspecified_like(server: SocketAddr) -> SocketAddr {
+    match server {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    }
+}
+
+/// The time for the state machines: tokio's clock.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
