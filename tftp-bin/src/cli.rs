@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use tftp_handler::{AccessList, Config, StoreLimits};
 use udp_server::ServerConfig;
 
-use crate::units::{parse_duration, parse_size};
+use crate::units::{parse_duration, parse_positive_duration, parse_size};
 
 /// memtftpd: a fast in-memory TFTP server (RFC 1350, 2347, 2348, 2349, 7440).
 ///
@@ -121,7 +121,7 @@ pub(crate) struct Args {
 
     /// Time to wait before resending a packet (e.g. `1s`, `500ms`), unless the client
     /// negotiates `timeout` or `utimeout`.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration,
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_positive_duration,
           env = "MEMTFTPD_TIMEOUT", help_heading = "Protocol")]
     pub(crate) timeout: Duration,
 
@@ -136,9 +136,9 @@ pub(crate) struct Args {
           env = "MEMTFTPD_MAX_BLOCK_SIZE", help_heading = "Protocol")]
     pub(crate) max_block_size: u16,
 
-    /// Largest `windowsize` granted (1..=65535); larger requests are clamped.
+    /// Largest `windowsize` granted (1..=32768); larger requests are clamped.
     #[arg(long, value_name = "BLOCKS", default_value_t = Config::default().max_window_size,
-          value_parser = clap::value_parser!(u16).range(1..),
+          value_parser = clap::value_parser!(u16).range(1..=32_768),
           env = "MEMTFTPD_MAX_WINDOW_SIZE", help_heading = "Protocol")]
     pub(crate) max_window_size: u16,
 

@@ -46,8 +46,24 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         .trim()
         .parse()
         .map_err(|_| format!("`{text}` is not a duration (try `1s` or `500ms`)"))?;
-    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("`{text}`: {e}"))
+    let duration =
+        Duration::try_from_secs_f64(value * scale).map_err(|e| format!("`{text}`: {e}"))?;
+    if duration > MAX_DURATION {
+        return Err(format!("`{text}` is too long (at most a day)"));
+    }
+    Ok(duration)
 }
+
+/// A positive duration (a timer that must wait at least a moment).
+pub(crate) fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!("`{text}` must be more than zero")),
+        duration => Ok(duration),
+    }
+}
+
+/// The longest duration accepted: longer is surely a typo, and would overflow timers.
+const MAX_DURATION: Duration = Duration::from_secs(86_400);
 
 #[cfg(test)]
 mod tests {
@@ -73,5 +89,8 @@ mod tests {
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("1e19").is_err(), "too long");
+        assert!(parse_positive_duration("0s").is_err());
+        assert_eq!(parse_positive_duration("1ms"), Ok(Duration::from_millis(1)));
     }
 }

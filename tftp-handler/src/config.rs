@@ -22,7 +22,9 @@ pub struct Config {
     pub dally: Duration,
     /// Largest `blksize` granted (RFC 2348 allows up to 65464); larger requests are clamped.
     pub max_block_size: u16,
-    /// Largest `windowsize` granted (RFC 7440 allows up to 65535); larger requests are clamped.
+    /// Largest `windowsize` granted; larger requests are clamped. At most
+    /// [`MAX_WINDOW_SIZE`](crate::MAX_WINDOW_SIZE) (32768) whatever is set here, so that
+    /// block numbers stay unambiguous across a wrap.
     pub max_window_size: u16,
     /// Whether read requests are served (false: `--write-only`).
     pub allow_read: bool,

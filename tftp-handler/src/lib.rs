@@ -38,7 +38,9 @@ pub use client::{Client, ClientConfig, ClientError};
 pub use config::Config;
 pub use error::ErrorReply;
 pub use handler::TftpHandler;
-pub use options::{DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, RequestOptions};
+pub use options::{
+    DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, MAX_WINDOW_SIZE, MIN_BLOCK_SIZE, RequestOptions,
+};
 pub use packet::{ErrorCode, Mode, Packet};
 pub use persist::{PersistentStore, PersistentUpload};
 pub use store::{MemoryStore, MemoryUpload, Store, StoreError, StoreLimits, Upload};

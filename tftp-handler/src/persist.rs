@@ -122,11 +122,7 @@ fn save_atomically(root: &Path, path: &Path, data: &[u8]) -> Result<(), StoreErr
         message: e.to_string(),
     };
     let dir = path.parent().ok_or(StoreError::InvalidName)?;
-    std::fs::create_dir_all(dir).map_err(io_error)?;
-    // A link inside the root could point anywhere: check where the directory really is.
-    if !dir.canonicalize().map_err(io_error)?.starts_with(root) {
-        return Err(StoreError::InvalidName);
-    }
+    create_dirs_inside(root, dir, io_error)?;
     let file_name = path.file_name().ok_or(StoreError::InvalidName)?;
     let temp = dir.join(format!(
         ".{}.memtftpd-{}-{}.tmp",
@@ -143,6 +139,40 @@ fn save_atomically(root: &Path, path: &Path, data: &[u8]) -> Result<(), StoreErr
     if let Err(e) = written {
         let _ = std::fs::remove_file(&temp);
         return Err(io_error(e));
+    }
+    Ok(())
+}
+
+/// Creates `dir` (below `root`) one component at a time. A link inside the root could point
+/// anywhere, so each existing component is checked to resolve inside the root before anything
+/// is created beneath it.
+fn create_dirs_inside(
+    root: &Path,
+    dir: &Path,
+    io_error: impl Fn(std::io::Error) -> StoreError,
+) -> Result<(), StoreError> {
+    let relative = dir
+        .strip_prefix(root)
+        .map_err(|_| StoreError::InvalidName)?;
+    let mut current = root.to_path_buf();
+    for component in relative.components() {
+        current.push(component);
+        match std::fs::symlink_metadata(&current) {
+            Ok(_) => {
+                if !current.canonicalize().map_err(&io_error)?.starts_with(root) {
+                    return Err(StoreError::InvalidName);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match std::fs::create_dir(&current) {
+                    Ok(()) => {}
+                    // Another upload made it meanwhile: fine, it is a real directory.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io_error(e)),
+                }
+            }
+            Err(e) => return Err(io_error(e)),
+        }
     }
     Ok(())
 }
@@ -213,6 +243,12 @@ mod tests {
         let err = upload.publish(Bytes::from_static(b"x")).await.unwrap_err();
         assert_eq!(err, StoreError::InvalidName);
         assert!(!outside.join("x").exists());
+        let upload = store.begin_upload("out/sub/x", true).await.unwrap();
+        assert!(upload.publish(Bytes::from_static(b"x")).await.is_err());
+        assert!(
+            !outside.join("sub").exists(),
+            "no directory made outside the root"
+        );
         assert!(store.memory().get("out/x").is_none());
         std::fs::remove_dir_all(&dir).unwrap();
         std::fs::remove_dir_all(&outside).unwrap();

@@ -31,8 +31,12 @@ pub(crate) async fn serve<S: Store>(
     mut io: SessionIo,
 ) -> SessionEnd {
     // The datagram shares its receive buffer with others; a private copy of these few bytes
-    // keeps that buffer from living as long as the transfer.
-    let request = Bytes::copy_from_slice(&request);
+    // (and dropping the original) keeps that buffer from living as long as the transfer.
+    let request = {
+        let private = Bytes::copy_from_slice(&request);
+        drop(request);
+        private
+    };
     let (direction, req) = match Packet::decode(&request) {
         Ok(Packet::Rrq(req)) => ("read", req),
         Ok(Packet::Wrq(req)) => ("write", req),

@@ -347,9 +347,14 @@ impl Upload for MemoryUpload {
         Ok(())
     }
 
-    async fn publish(self, contents: Bytes) -> Result<(), StoreError> {
+    async fn publish(mut self, contents: Bytes) -> Result<(), StoreError> {
         self.check(contents.len() as u64)?;
         self.inner.replace(self.name.clone(), contents);
+        // The reservation has become the file: give it back now, not at drop, so that a
+        // publish racing with this one does not count these bytes twice.
+        self.inner
+            .in_flight_bytes
+            .fetch_sub(std::mem::take(&mut self.reserved), Ordering::Relaxed);
         Ok(())
     }
 }

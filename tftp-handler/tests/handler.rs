@@ -469,6 +469,47 @@ mod write {
     use super::*;
 
     #[tokio::test(start_paused = true)]
+    async fn a_first_data_after_the_last_ack_0_resend_is_still_accepted() {
+        // tftp-hpa and atftp wait 5 s before resending: ACK 0 goes out three times (0, 1, 2 s)
+        // and then the session keeps listening instead of giving up at 3 s.
+        let handler = handler_with(&[]);
+        let (mut peer, task) = start(&handler, wrq("slow", Mode::Octet, &[]));
+        for _ in 0..3 {
+            assert_eq!(peer.expect().await, Reply::Ack(0));
+        }
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        peer.send(data(1, b"late but fine"));
+        assert_eq!(peer.expect().await, Reply::Ack(1));
+        assert_eq!(end_of(task).await, udp_server::SessionEnd::Done);
+        assert_eq!(
+            handler.store().get("slow").as_deref(),
+            Some(&b"late but fine"[..])
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_live_session_does_not_keep_the_shared_receive_buffer_alive() {
+        use bytes::{BufMut, BytesMut};
+        use udp_server::{ProtocolHandler, SessionIo};
+        let handler = handler_with(&[]);
+        // The request shares one receive chunk with other peers' datagrams.
+        let mut chunk = BytesMut::with_capacity(4 * 65_535);
+        chunk.put_slice(&wrq("up.bin", Mode::Octet, &[]));
+        let len = chunk.len();
+        chunk.put_bytes(0xAA, 200_000);
+        let chunk = chunk.freeze();
+        let (io, mut far) = SessionIo::detached(peer_addr(1000), 8, 8);
+        let session = handler.open_session(chunk.slice(..len), io).unwrap();
+        let task = tokio::spawn(session);
+        assert!(far.outbound.recv().await.is_some(), "ACK 0");
+        assert!(
+            chunk.is_unique(),
+            "the live session still references the receive chunk"
+        );
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_upload_is_published_before_its_final_ack() {
         // Publishing takes a while, so an ACK sent before it would arrive first.
         let publish_time = Duration::from_millis(100);

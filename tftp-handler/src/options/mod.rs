@@ -5,8 +5,8 @@
 //! transfer. Output: the parameters the transfer runs with and, if any option was accepted,
 //! the OACK to send instead of the first DATA / ACK. Unknown options, and known ones with a
 //! malformed or out-of-range value, are left out of the OACK (RFC 2347: the server omits
-//! options it does not accept); names are matched case-insensitively, and only the first of a
-//! repeated option counts. This module does no IO and keeps no state. The client's side (what
+//! options it does not accept); names are matched case-insensitively, and of a repeated option
+//! only the first acceptable occurrence counts. This module does no IO and keeps no state. The client's side (what
 //! to ask for, and whether an OACK is acceptable) is in [`request`].
 
 use std::time::Duration;
@@ -27,6 +27,10 @@ pub const DEFAULT_BLOCK_SIZE: u16 = 512;
 pub const MIN_BLOCK_SIZE: u16 = 8;
 /// The largest `blksize` RFC 2348 allows.
 pub const MAX_BLOCK_SIZE: u16 = 65_464;
+/// The largest `windowsize` granted. RFC 7440 allows 65535, but block numbers are 16 bits:
+/// with more than half the number space in flight, a delayed ACK could not be told from a
+/// new one after a wrap.
+pub const MAX_WINDOW_SIZE: u16 = 32_768;
 
 /// What `tsize` means for the transfer being negotiated (RFC 2349).
 #[derive(Debug, Clone, Copy)]
@@ -82,7 +86,7 @@ pub(crate) fn negotiate<F: FnOnce() -> u64>(
             continue;
         };
         if accepted.iter().any(|(n, _)| *n == name.as_str()) {
-            continue; // the first occurrence wins
+            continue; // the first acceptable occurrence wins
         }
         let value = parse_decimal(option.value);
         let granted = match name {
@@ -98,7 +102,8 @@ pub(crate) fn negotiate<F: FnOnce() -> u64>(
                 .filter(|v| (10_000..=255_000_000).contains(v))
                 .inspect(|&v| params.retry_timeout = Some(Duration::from_micros(v))),
             Known::WindowSize => value.filter(|v| (1..=65_535).contains(v)).map(|v| {
-                params.window_size = v.min(u64::from(config.max_window_size.max(1))) as u16;
+                let cap = config.max_window_size.clamp(1, MAX_WINDOW_SIZE);
+                params.window_size = v.min(u64::from(cap)) as u16;
                 u64::from(params.window_size)
             }),
             Known::TransferSize => match size.take() {

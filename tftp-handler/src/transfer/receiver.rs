@@ -23,7 +23,7 @@ use super::retry::{Expiry, Retransmit, Timing};
 use super::{Outcome, Progress, Transfer};
 use crate::error::ErrorReply;
 use crate::netascii::NetasciiDecoder;
-use crate::options::RequestOptions;
+use crate::options::{MAX_WINDOW_SIZE, RequestOptions};
 use crate::packet::{ErrorCode, Mode, Packet, TftpOption, ack};
 
 /// Upper bound on memory reserved up front from an announced `tsize`: a client's claim alone
@@ -144,7 +144,7 @@ impl Receiver {
     ) -> Self {
         let mut receiver = Self {
             block_size: usize::from(params.block_size),
-            window_size: params.window_size.max(1),
+            window_size: params.window_size.clamp(1, MAX_WINDOW_SIZE),
             timer: Retransmit::new(timing),
             first_reply,
             received: 0,
@@ -174,7 +174,7 @@ impl Receiver {
             Err(reply) => return self.fail(reply),
         };
         self.block_size = usize::from(params.block_size);
-        self.window_size = params.window_size.max(1);
+        self.window_size = params.window_size.clamp(1, MAX_WINDOW_SIZE);
         if let Some(timeout) = params.retry_timeout {
             self.timer.set_timeout(timeout);
         }
@@ -245,7 +245,7 @@ impl Receiver {
                 self.bytes_received = self.contents.len() as u64;
             }
             self.timer.disarm();
-            self.upload = Some(self.contents.split().freeze());
+            self.upload = Some(exact_size(self.contents.split()));
             self.state = State::Publishing(block);
             return;
         }
@@ -253,6 +253,16 @@ impl Receiver {
         if self.since_ack >= self.window_size {
             self.send_current_ack(now);
         }
+    }
+}
+
+/// The finished contents, without the spare capacity that doubling growth leaves (up to as
+/// much again as the file): the store counts a file by its length, so that is all it may hold.
+fn exact_size(contents: BytesMut) -> Bytes {
+    if contents.capacity() - contents.len() > contents.len() / 8 {
+        Bytes::copy_from_slice(&contents)
+    } else {
+        contents.freeze()
     }
 }
 
@@ -303,7 +313,7 @@ impl Transfer for Receiver {
     fn handle_timeout(&mut self, now: Instant) {
         match self.state {
             State::Requesting(_) | State::Receiving => match self.timer.expire(now) {
-                Expiry::NotYet => {}
+                Expiry::NotYet | Expiry::Wait => {}
                 Expiry::Resend => self.send_current_ack(now),
                 Expiry::GiveUp => {
                     self.outcome = Some(Outcome::TimedOut);

@@ -1,9 +1,12 @@
 //! The retransmission timer both transfer directions share.
 //!
-//! One deadline, a count of timeouts in a row, and two limits: a small one while the peer has
-//! never answered (so that a spoofed request earns its victim only a few packets: the
-//! amplification bound of `spec.md`), and the usual one afterwards. Progress from the peer
-//! resets the count. Only a timeout causes a resend; what to resend is the caller's choice.
+//! One deadline and a count of timeouts in a row; progress from the peer resets the count, and
+//! too many in a row end the transfer. While the peer has never answered, only the first few
+//! timeouts resend (so that a spoofed request earns its victim only a few packets: the
+//! amplification bound of `spec.md`); after that the transfer keeps listening, silently, for
+//! as long as it would have waited anyway, because a slow client (tftp-hpa and atftp wait
+//! 5 s) may still answer. Only a timeout causes a resend; what to resend is the caller's
+//! choice.
 
 use std::time::{Duration, Instant};
 
@@ -12,9 +15,9 @@ use std::time::{Duration, Instant};
 pub(crate) struct Timing {
     /// Time to wait for the peer before resending.
     pub(crate) timeout: Duration,
-    /// Timeouts in a row before giving up, once the peer has answered.
+    /// Timeouts in a row before giving up.
     pub(crate) max_retries: u32,
-    /// Timeouts in a row before giving up while the peer has never answered.
+    /// Of those, how many resend while the peer has never answered (the rest only wait).
     pub(crate) first_reply_retries: u32,
 }
 
@@ -25,6 +28,9 @@ pub(crate) enum Expiry {
     NotYet,
     /// Resend the last packet(s); the timer is armed again.
     Resend,
+    /// Keep waiting without resending (the first reply has been sent as often as it may be);
+    /// the timer is armed again.
+    Wait,
     /// Too many timeouts in a row: abandon the transfer.
     GiveUp,
 }
@@ -57,7 +63,11 @@ impl Retransmit {
 
     /// Starts (or restarts) the wait from `now`.
     pub(crate) fn arm(&mut self, now: Instant) {
-        self.deadline = Some(now + self.timing.timeout);
+        // A timeout too large to add is as good as none: wait a day.
+        let wait = now
+            .checked_add(self.timing.timeout)
+            .or_else(|| now.checked_add(Duration::from_secs(86_400)));
+        self.deadline = wait.or(Some(now));
     }
 
     /// Stops waiting.
@@ -78,18 +88,16 @@ impl Retransmit {
             Some(deadline) if now >= deadline => {}
             _ => return Expiry::NotYet,
         }
-        let limit = if self.peer_answered {
-            self.timing.max_retries
-        } else {
-            self.timing.first_reply_retries
-        };
-        if self.retries >= limit {
+        if self.retries >= self.timing.max_retries {
             self.deadline = None;
             return Expiry::GiveUp;
         }
         self.retries += 1;
-        self.retransmits += 1;
         self.arm(now);
+        if !self.peer_answered && self.retries > self.timing.first_reply_retries {
+            return Expiry::Wait;
+        }
+        self.retransmits += 1;
         Expiry::Resend
     }
 
@@ -139,12 +147,39 @@ mod tests {
     }
 
     #[test]
-    fn a_silent_peer_gets_only_the_first_reply_retries() {
+    fn a_silent_peer_gets_only_the_first_reply_retries_but_is_waited_for() {
         let t0 = Instant::now();
         let mut timer = Retransmit::new(timing());
         timer.arm(t0);
         assert_eq!(timer.expire(t0 + Duration::from_secs(1)), Expiry::Resend);
-        assert_eq!(timer.expire(t0 + Duration::from_secs(2)), Expiry::GiveUp);
+        assert_eq!(timer.expire(t0 + Duration::from_secs(2)), Expiry::Wait);
+        assert_eq!(timer.expire(t0 + Duration::from_secs(3)), Expiry::Wait);
+        assert_eq!(timer.expire(t0 + Duration::from_secs(4)), Expiry::GiveUp);
+        assert_eq!(timer.retransmits(), 1);
+    }
+
+    #[test]
+    fn a_late_first_answer_still_counts() {
+        let t0 = Instant::now();
+        let mut timer = Retransmit::new(timing());
+        timer.arm(t0);
+        timer.expire(t0 + Duration::from_secs(1));
+        assert_eq!(timer.expire(t0 + Duration::from_secs(2)), Expiry::Wait);
+        timer.progress(t0 + Duration::from_millis(2500));
+        assert_eq!(
+            timer.expire(t0 + Duration::from_millis(3500)),
+            Expiry::Resend
+        );
+    }
+
+    #[test]
+    fn a_huge_timeout_does_not_overflow() {
+        let mut timer = Retransmit::new(Timing {
+            timeout: Duration::MAX,
+            ..timing()
+        });
+        timer.arm(Instant::now());
+        assert!(timer.deadline().is_some());
     }
 
     #[test]

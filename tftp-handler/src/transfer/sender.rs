@@ -20,7 +20,7 @@ use udp_server::Datagram;
 use super::retry::{Expiry, Retransmit, Timing};
 use super::{BlockSource, Outcome, Progress, Transfer};
 use crate::error::ErrorReply;
-use crate::options::RequestOptions;
+use crate::options::{MAX_WINDOW_SIZE, RequestOptions};
 use crate::packet::{Packet, data_header};
 
 /// What has to happen before DATA flows.
@@ -108,7 +108,7 @@ impl Sender {
         let mut sender = Self {
             source,
             block_size: usize::from(block_size),
-            window_size: usize::from(window_size.max(1)),
+            window_size: usize::from(window_size.clamp(1, MAX_WINDOW_SIZE)),
             timer: Retransmit::new(timing),
             handshake,
             acked: 0,
@@ -137,7 +137,7 @@ impl Sender {
     fn begin_data(&mut self, now: Instant, block_size: u16, window_size: u16) {
         self.handshake = Handshake::Done;
         self.block_size = usize::from(block_size);
-        self.window_size = usize::from(window_size.max(1));
+        self.window_size = usize::from(window_size.clamp(1, MAX_WINDOW_SIZE));
         self.timer.progress(now);
         self.send_window();
     }
@@ -225,7 +225,7 @@ impl Transfer for Sender {
 
     fn handle_timeout(&mut self, now: Instant) {
         match self.timer.expire(now) {
-            Expiry::NotYet => {}
+            Expiry::NotYet | Expiry::Wait => {}
             Expiry::GiveUp => self.outcome = Some(Outcome::TimedOut),
             Expiry::Resend => self.send_handshake_or_window(),
         }

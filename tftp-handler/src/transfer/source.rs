@@ -53,7 +53,8 @@ impl BlockSource {
                 block
             }
             Some(encoder) => {
-                let mut out = BytesMut::with_capacity(block_size);
+                // Translation at most doubles the rest: no need for a full block at the end.
+                let mut out = BytesMut::with_capacity(block_size.min(2 * rest.len() + 1));
                 self.offset += encoder.encode(rest, &mut out, block_size);
                 out.freeze()
             }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tftp_handler::{Client, ClientConfig, Mode, RequestOptions};
 
-use crate::units::parse_duration;
+use crate::units::parse_positive_duration;
 
 /// memtftp: TFTP client and load generator (RFC 1350, 2347-2349, 7440).
 #[derive(Debug, Parser)]
@@ -72,10 +72,10 @@ struct TransferArgs {
     #[arg(long)]
     tsize: bool,
     /// Ask the server to use this retransmission timeout (`timeout`/`utimeout`).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     timeout_option: Option<Duration>,
     /// Our own wait before resending.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_positive_duration)]
     retry_timeout: Duration,
     /// Timeouts in a row before giving up.
     #[arg(long, value_name = "N", default_value_t = 5)]
