@@ -36,6 +36,11 @@ pub(crate) async fn run<T: Transfer, U: Upload>(
     let started = now();
     let timer = sleep_until(Instant::now());
     tokio::pin!(timer);
+    // Made once: a fresh `cancelled()` per turn of the loop would register and unregister a
+    // waiter on the token (two lock round trips) for every datagram.
+    let cancelled = io.cancel.clone().cancelled_owned();
+    tokio::pin!(cancelled);
+    let mut cancel_seen = false;
     let mut armed = None;
     let mut reserved = 0;
     let mut logged = false;
@@ -77,7 +82,8 @@ pub(crate) async fn run<T: Transfer, U: Upload>(
         armed = deadline;
         tokio::select! {
             biased;
-            () = io.cancel.cancelled() => {
+            () = &mut cancelled, if !cancel_seen => {
+                cancel_seen = true;
                 // A transfer that has already settled (an upload dallying after its final
                 // ACK) succeeded: telling the peer otherwise would be a lie.
                 if transfer.outcome().is_some() {

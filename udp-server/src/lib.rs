@@ -16,12 +16,14 @@
 //! - [`datagram`]: [`Datagram`], an outgoing header + shared payload sent without copying.
 //! - `router`: peer address → live session, delivery policy, stale-cleanup protection.
 //! - [`server`]: [`Server::run`]: the receive loop, the send loop and graceful shutdown.
+//! - `segment`: runs of equal-sized datagrams to one peer sent as one UDP GSO write (Linux).
 //! - [`stats`]: counters readable while the server runs.
 //! - [`socket`]: [`bind`], a helper that binds (dual-stack for an IPv6 wildcard address).
 
 pub mod datagram;
 pub mod handler;
 mod router;
+mod segment;
 pub mod server;
 pub mod socket;
 pub mod stats;

@@ -17,6 +17,7 @@ use std::io;
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -32,6 +33,7 @@ use tracing::{debug, error, info, warn};
 use crate::datagram::Outgoing;
 use crate::handler::{PeerSender, ProtocolHandler, Refusal, SessionEnd, SessionIo};
 use crate::router::{Delivery, RouteId, Router};
+use crate::segment;
 use crate::stats::Stats;
 
 /// The largest datagram received whole (the UDP length field's limit).
@@ -40,6 +42,10 @@ const MAX_DATAGRAM: usize = 65_535;
 /// Receive buffers are carved out of chunks this large, so that small datagrams share one
 /// allocation and a received datagram is never copied again.
 const RECEIVE_CHUNK: usize = 4 * MAX_DATAGRAM;
+
+/// How many datagrams the receive loop takes from the socket per wake-up, at most, before it
+/// lets the sessions run.
+const RECEIVE_BATCH: usize = 32;
 
 /// How many outgoing datagrams the send loop takes from its queue per wake-up.
 const SEND_BATCH: usize = 64;
@@ -287,6 +293,10 @@ impl<H: ProtocolHandler> ReceiveLoop<H> {
         let mut phase = Phase::Serving;
         let deadline = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(deadline);
+        // Made once: a fresh `cancelled()` per turn would register a waiter on the token (a
+        // lock round trip each way) for every wake-up.
+        let shutdown_requested = shutdown.cancelled();
+        tokio::pin!(shutdown_requested);
         let mut result = Ok(());
         loop {
             if phase != Phase::Serving && self.router.is_empty() {
@@ -295,7 +305,7 @@ impl<H: ProtocolHandler> ReceiveLoop<H> {
             tokio::select! {
                 biased;
                 Some(ended) = self.ended.1.recv() => self.session_ended(ended, phase),
-                () = shutdown.cancelled(), if phase == Phase::Serving => {
+                () = &mut shutdown_requested, if phase == Phase::Serving => {
                     info!(live = self.router.len(), "shutdown requested: draining live sessions");
                     phase = Phase::Draining;
                     deadline.as_mut().reset(Instant::now() + self.config.shutdown_grace);
@@ -310,23 +320,38 @@ impl<H: ProtocolHandler> ReceiveLoop<H> {
                     phase = Phase::Cancelling;
                     deadline.as_mut().reset(Instant::now() + self.config.cancel_wait);
                 }
-                received = receive(&self.socket, &mut self.buf) => match received {
-                    Ok((datagram, peer)) => self.route(datagram, peer, phase),
-                    Err(e) if is_transient(&e) => {
-                        Stats::bump(&self.stats.receive_errors);
-                        debug!("receive error (ignored): {e}");
-                    }
-                    Err(e) => {
+                readable = self.socket.readable() => {
+                    if let Err(e) = readable.and_then(|()| self.receive_batch(phase)) {
                         error!("fatal socket error: {e}");
                         result = Err(e);
                         break;
                     }
-                },
+                }
             }
         }
         // On a fatal error, or sessions left behind: cancel whatever is still live.
         self.sessions_cancel.cancel();
         result
+    }
+
+    /// Receives and routes what the socket holds, up to [`RECEIVE_BATCH`] datagrams, without
+    /// waiting. Draining several per wake-up lets the sessions they wake run (and queue their
+    /// replies) together, so the send loop too gets them in one batch. Returns only fatal
+    /// errors.
+    fn receive_batch(&mut self, phase: Phase) -> io::Result<()> {
+        for _ in 0..RECEIVE_BATCH {
+            match try_receive(&self.socket, &mut self.buf) {
+                Ok((datagram, peer)) => self.route(datagram, peer, phase),
+                // Readiness is cleared: the next wake-up comes from the reactor.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if is_transient(&e) => {
+                    Stats::bump(&self.stats.receive_errors);
+                    debug!("receive error (ignored): {e}");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Routes one received datagram.
@@ -400,12 +425,13 @@ impl<H: ProtocolHandler> ReceiveLoop<H> {
     }
 }
 
-/// Receives one datagram into the spare capacity of `buf` and splits it off.
-async fn receive(socket: &UdpSocket, buf: &mut BytesMut) -> io::Result<(Bytes, SocketAddr)> {
+/// Receives one datagram, if one is waiting, into the spare capacity of `buf` and splits it
+/// off. `WouldBlock` when none is.
+fn try_receive(socket: &UdpSocket, buf: &mut BytesMut) -> io::Result<(Bytes, SocketAddr)> {
     if buf.capacity() < MAX_DATAGRAM && !buf.try_reclaim(MAX_DATAGRAM) {
         *buf = BytesMut::with_capacity(RECEIVE_CHUNK);
     }
-    let (_, peer) = socket.recv_buf_from(buf).await?;
+    let (_, peer) = socket.try_recv_buf_from(buf)?;
     Ok((buf.split().freeze(), peer))
 }
 
@@ -438,7 +464,8 @@ fn is_transient_os_error(code: i32) -> bool {
 }
 
 /// Sends every queued datagram until the queue is empty and either all senders are gone or
-/// `flush` is cancelled (after which nothing new is accepted).
+/// `flush` is cancelled (after which nothing new is accepted). Takes up to [`SEND_BATCH`] per
+/// wake-up, and sends runs of equal-sized datagrams to one peer as one segmented write.
 async fn send_loop(
     socket: Arc<UdpSocket>,
     mut rx: mpsc::Receiver<Outgoing>,
@@ -447,6 +474,9 @@ async fn send_loop(
 ) {
     let mut batch = Vec::with_capacity(SEND_BATCH);
     let mut flushing = false;
+    // Consecutive equal-sized datagrams to one peer go out as one segmented write (see
+    // `segment`), until the kernel refuses one.
+    let mut segmenting = true;
     loop {
         let received = tokio::select! {
             received = rx.recv_many(&mut batch, SEND_BATCH) => received,
@@ -460,15 +490,46 @@ async fn send_loop(
         if received == 0 {
             break;
         }
-        for out in batch.drain(..) {
-            match send(&socket, &out).await {
-                Ok(_) => Stats::bump(&stats.datagrams_out),
-                Err(e) => {
-                    Stats::bump(&stats.send_errors);
-                    debug!(peer = %out.to, "send failed: {e}");
+        let mut rest = &batch[..];
+        while !rest.is_empty() {
+            let run = if segmenting {
+                segment::run_len(rest)
+            } else {
+                1
+            };
+            let (now, later) = rest.split_at(run);
+            rest = later;
+            if run > 1 {
+                let sent = socket
+                    .async_io(Interest::WRITABLE, || segment::try_send_run(&socket, now))
+                    .await;
+                match sent {
+                    Ok(()) => {
+                        stats.datagrams_out.fetch_add(run as u64, Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(e) if segment::is_refusal(&e) => {
+                        debug!("segmented send refused ({e}): sending datagrams one by one");
+                        segmenting = false;
+                    }
+                    Err(e) => {
+                        stats.send_errors.fetch_add(run as u64, Ordering::Relaxed);
+                        debug!(peer = %now[0].to, "send failed: {e}");
+                        continue;
+                    }
+                }
+            }
+            for out in now {
+                match send(&socket, out).await {
+                    Ok(_) => Stats::bump(&stats.datagrams_out),
+                    Err(e) => {
+                        Stats::bump(&stats.send_errors);
+                        debug!(peer = %out.to, "send failed: {e}");
+                    }
                 }
             }
         }
+        batch.clear();
     }
 }
 
