@@ -74,6 +74,9 @@ pub(crate) struct Receiver {
     decoder: Option<NetasciiDecoder>,
     /// The largest file accepted.
     max_size: u64,
+    /// Whether to drop spare capacity from the finished contents: a store keeps them for
+    /// long and counts them by length; a client hands them straight to its caller.
+    trim: bool,
     /// How long to answer a resent final block after completing.
     dally: Duration,
     /// Where the receiver is.
@@ -109,7 +112,7 @@ impl Receiver {
     /// Starts a server's side of a write: sends ACK 0 or the OACK.
     pub(crate) fn new(params: ReceiverParams, timing: Timing, now: Instant) -> Self {
         let first_reply = params.oack.clone().unwrap_or_else(ack_zero);
-        Self::start(params, first_reply, State::Receiving, timing, now)
+        Self::start(params, first_reply, State::Receiving, true, timing, now)
     }
 
     /// Starts a client's download: sends `request` (an RRQ asking for `asked`) and waits for
@@ -132,13 +135,14 @@ impl Receiver {
             dally: Duration::ZERO,
             oack: None,
         };
-        Self::start(params, request, State::Requesting(asked), timing, now)
+        Self::start(params, request, State::Requesting(asked), false, timing, now)
     }
 
     fn start(
         params: ReceiverParams,
         first_reply: Bytes,
         state: State,
+        trim: bool,
         timing: Timing,
         now: Instant,
     ) -> Self {
@@ -155,6 +159,7 @@ impl Receiver {
             bytes_received: 0,
             decoder: (params.mode != Mode::Octet).then(NetasciiDecoder::new),
             max_size: params.max_size,
+            trim,
             dally: params.dally,
             state,
             upload: None,
@@ -245,7 +250,12 @@ impl Receiver {
                 self.bytes_received = self.contents.len() as u64;
             }
             self.timer.disarm();
-            self.upload = Some(exact_size(self.contents.split()));
+            let contents = self.contents.split();
+            self.upload = Some(if self.trim {
+                exact_size(contents)
+            } else {
+                contents.freeze()
+            });
             self.state = State::Publishing(block);
             return;
         }
