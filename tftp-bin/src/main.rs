@@ -177,24 +177,30 @@ async fn watch_signals(shutdown: CancellationToken) {
     std::process::exit(130);
 }
 
-/// SIGINT and SIGTERM, registered once so that no signal between two waits is missed.
+/// SIGINT and SIGTERM, each registered once so that no signal between two waits is missed.
 struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
 }
 
 impl Signals {
     fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        use tokio::signal::unix::{SignalKind, signal};
         Ok(Self {
             #[cfg(unix)]
-            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            #[cfg(unix)]
+            term: signal(SignalKind::terminate())?,
         })
     }
 
     async fn next(&mut self) {
         #[cfg(unix)]
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = self.interrupt.recv() => {}
             _ = self.term.recv() => {}
         }
         #[cfg(not(unix))]

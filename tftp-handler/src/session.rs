@@ -38,15 +38,15 @@ pub(crate) async fn serve<S: Store>(
         private
     };
     let (direction, req) = match Packet::decode(&request) {
-        Ok(Packet::Rrq(req)) => ("read", req),
-        Ok(Packet::Wrq(req)) => ("write", req),
+        Ok(Packet::Rrq(req)) => (Direction::Read, req),
+        Ok(Packet::Wrq(req)) => (Direction::Write, req),
         _ => return SessionEnd::Done, // the handler only opens sessions for requests
     };
     let span = info_span!(
         "transfer",
         peer = %io.peer,
         file = req.filename,
-        direction,
+        direction = direction.as_str(),
         mode = req.mode.as_str(),
         blksize = Empty,
         windowsize = Empty,
@@ -54,8 +54,8 @@ pub(crate) async fn serve<S: Store>(
     );
     async {
         let started = match direction {
-            "read" => start_read(&*store, &config, &req).await,
-            _ => start_write(&*store, &config, &req).await,
+            Direction::Read => start_read(&*store, &config, &req).await,
+            Direction::Write => start_write(&*store, &config, &req).await,
         };
         match started {
             Err(reply) => {
@@ -75,6 +75,24 @@ pub(crate) async fn serve<S: Store>(
     }
     .instrument(span)
     .await
+}
+
+/// Which way the file goes, seen from the client.
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    /// A read request: the server sends.
+    Read,
+    /// A write request: the server receives.
+    Write,
+}
+
+impl Direction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+        }
+    }
 }
 
 /// A transfer ready to run.

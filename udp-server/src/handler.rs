@@ -47,6 +47,7 @@ pub enum Refusal {
 
 /// How a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SessionEnd {
     /// The session is over.
     Done,

@@ -3,8 +3,9 @@
 //! [`Server::run`] owns the socket for its lifetime. The receive loop reads each datagram into
 //! a shared buffer (one copy, out of the kernel), offers it to the router, and
 //! opens sessions through the [`ProtocolHandler`] for peers without one. It never waits on a
-//! session: a full inbound queue drops the datagram. Per-datagram errors (ICMP port-unreachable
-//! surfaces on Linux as `ECONNREFUSED` on the next receive) are counted, logged and survived;
+//! session: a full inbound queue drops the datagram. Per-datagram errors (an ICMP error that
+//! reaches the socket, e.g. `ECONNREFUSED` where the OS reports port-unreachable on an
+//! unconnected socket; Linux does not without `IP_RECVERR`) are counted, logged and survived;
 //! only a fatal socket error ends the server. The send loop drains the outbound queue that
 //! every session shares.
 //!

@@ -135,7 +135,14 @@ impl Receiver {
             dally: Duration::ZERO,
             oack: None,
         };
-        Self::start(params, request, State::Requesting(asked), false, timing, now)
+        Self::start(
+            params,
+            request,
+            State::Requesting(asked),
+            false,
+            timing,
+            now,
+        )
     }
 
     fn start(
