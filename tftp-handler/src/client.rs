@@ -1,5 +1,5 @@
-//! A TFTP client built from the server's own parts: a download is the [`Receiver`] state
-//! machine that serves a write request, an upload the [`Sender`] that serves a read request,
+//! A TFTP client built from the server's own parts: a download is the `Receiver` state
+//! machine that serves a write request, an upload the `Sender` that serves a read request,
 //! each started with the client's handshake (send the request, resend it on timeout, accept
 //! or refuse the server's OACK). The same codec, option rules, windows, block-number wrap and
 //! retransmission rules apply in both directions.

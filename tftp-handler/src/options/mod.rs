@@ -7,7 +7,7 @@
 //! malformed or out-of-range value, are left out of the OACK (RFC 2347: the server omits
 //! options it does not accept); names are matched case-insensitively, and of a repeated option
 //! only the first acceptable occurrence counts. This module does no IO and keeps no state. The client's side (what
-//! to ask for, and whether an OACK is acceptable) is in [`request`].
+//! to ask for, and whether an OACK is acceptable) is in the `request` module.
 
 use std::time::Duration;
 
