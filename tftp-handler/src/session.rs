@@ -5,10 +5,12 @@
 //! [`Receiver`] and hands it to the [worker](crate::worker) inside a tracing span that names
 //! the peer, the file, the direction and the mode.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures::future::{self, Either, FutureExt};
 use tracing::field::Empty;
 use tracing::{Instrument, Span, info, info_span};
 use udp_server::{Datagram, SessionEnd, SessionIo};
@@ -24,12 +26,17 @@ use crate::transfer::{BlockSource, Receiver, Sender, Timing};
 use crate::worker;
 
 /// Serves the request in `request` (an RRQ or WRQ datagram) to its end.
-pub(crate) async fn serve<S: Store>(
+///
+/// Two stages chained with `then`, so that the session future holds each only while it runs:
+/// checking the request (store, names, options), then the transfer or the refusal. One
+/// `async` body for both would keep the first stage's results beside the transfer for its
+/// whole life.
+pub(crate) fn serve<S: Store>(
     store: Arc<S>,
     config: Arc<Config>,
     request: Bytes,
-    mut io: SessionIo,
-) -> SessionEnd {
+    io: SessionIo,
+) -> impl Future<Output = SessionEnd> + Send {
     // The datagram shares its receive buffer with others; a private copy of these few bytes
     // (and dropping the original) keeps that buffer from living as long as the transfer.
     let request = {
@@ -37,10 +44,39 @@ pub(crate) async fn serve<S: Store>(
         drop(request);
         private
     };
-    let (direction, req) = match Packet::decode(&request) {
+    let Some((direction, span)) = describe(&request, &io) else {
+        // The handler only opens sessions for requests.
+        return Either::Left(future::ready(SessionEnd::Done));
+    };
+    let check = async move {
+        let started = start(&*store, &config, &request, direction).await;
+        (started, request)
+    };
+    let session = check.then(move |(started, request)| match started {
+        Err(reply) => Either::Left(refuse(io, reply)),
+        Ok(Started::Read(sender)) => Either::Right(Either::Left(worker::run(
+            sender,
+            io,
+            request,
+            None::<S::Upload>,
+        ))),
+        Ok(Started::Write(receiver, upload)) => Either::Right(Either::Right(worker::run(
+            receiver,
+            io,
+            request,
+            Some(upload),
+        ))),
+    });
+    Either::Right(session.instrument(span))
+}
+
+/// The direction of a request and the span that names its session (peer, file, direction,
+/// mode, and the parameters in force once negotiated); `None` if it is not a request.
+fn describe(request: &[u8], io: &SessionIo) -> Option<(Direction, Span)> {
+    let (direction, req) = match Packet::decode(request) {
         Ok(Packet::Rrq(req)) => (Direction::Read, req),
         Ok(Packet::Wrq(req)) => (Direction::Write, req),
-        _ => return SessionEnd::Done, // the handler only opens sessions for requests
+        _ => return None,
     };
     let span = info_span!(
         "transfer",
@@ -52,29 +88,35 @@ pub(crate) async fn serve<S: Store>(
         windowsize = Empty,
         timeout_ms = Empty,
     );
-    async {
-        let started = match direction {
-            Direction::Read => start_read(&*store, &config, &req).await,
-            Direction::Write => start_write(&*store, &config, &req).await,
-        };
-        match started {
-            Err(reply) => {
-                info!(%reply, "request refused");
-                let _ = io.outbound.send(Datagram::new(reply.to_bytes())).await;
-                // The peer may already have sent its next request (a boot loader trying a
-                // list of names): it belongs to the next session.
-                worker::next_request(&mut io)
-            }
-            Ok(Started::Read(sender)) => {
-                worker::run(sender, io, request.clone(), None::<S::Upload>).await
-            }
-            Ok(Started::Write(receiver, upload)) => {
-                worker::run(receiver, io, request.clone(), Some(upload)).await
-            }
-        }
+    Some((direction, span))
+}
+
+/// Checks the request and builds its transfer, or the ERROR that refuses it.
+async fn start<S: Store>(
+    store: &S,
+    config: &Config,
+    request: &[u8],
+    direction: Direction,
+) -> Result<Started<S::Upload>, ErrorReply> {
+    let (Ok(Packet::Rrq(req)) | Ok(Packet::Wrq(req))) = Packet::decode(request) else {
+        return Err(ErrorReply::new(
+            ErrorCode::IllegalOperation,
+            "not a request",
+        ));
+    };
+    match direction {
+        Direction::Read => start_read(store, config, &req).await,
+        Direction::Write => start_write(store, config, &req).await,
     }
-    .instrument(span)
-    .await
+}
+
+/// Sends the ERROR that refuses a request, and ends the session.
+async fn refuse(mut io: SessionIo, reply: ErrorReply) -> SessionEnd {
+    info!(%reply, "request refused");
+    let _ = io.outbound.send(Datagram::new(reply.to_bytes())).await;
+    // The peer may already have sent its next request (a boot loader trying a list of
+    // names): it belongs to the next session.
+    worker::next_request(&mut io)
 }
 
 /// Which way the file goes, seen from the client.

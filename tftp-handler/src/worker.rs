@@ -27,101 +27,110 @@ fn now() -> StdInstant {
 
 /// Runs `transfer` to its end. `request` is the datagram that opened the session; `upload`
 /// receives the contents of a completed upload.
-pub(crate) async fn run<T: Transfer, U: Upload>(
+///
+/// A plain function returning an `async move` block, not an `async fn`: the block uses the
+/// values it captures in place, where an `async fn` would copy its parameters into locals and
+/// keep both (half a kilobyte more per live session).
+pub(crate) fn run<T: Transfer, U: Upload>(
     mut transfer: T,
     mut io: SessionIo,
     request: Bytes,
     mut upload: Option<U>,
-) -> SessionEnd {
-    let started = now();
-    let timer = sleep_until(Instant::now());
-    tokio::pin!(timer);
-    // Made once: a fresh `cancelled()` per turn of the loop would register and unregister a
-    // waiter on the token (two lock round trips) for every datagram.
-    let cancelled = io.cancel.clone().cancelled_owned();
-    tokio::pin!(cancelled);
-    let mut cancel_seen = false;
-    let mut armed = None;
-    let mut reserved = 0;
-    let mut logged = false;
-    let end = loop {
-        while let Some(datagram) = transfer.poll_transmit() {
-            if io.outbound.send(datagram).await.is_err() {
-                return SessionEnd::Done; // the server is gone
-            }
-        }
-        if let Some(contents) = transfer.take_upload() {
-            let result = match upload.take() {
-                Some(upload) => upload.publish(contents).await.map_err(ErrorReply::from),
-                None => Err(ErrorReply::new(ErrorCode::NotDefined, "nowhere to store")),
-            };
-            transfer.handle_published(now(), result);
-            continue;
-        }
-        if !logged && let Some(outcome) = transfer.outcome() {
-            logged = true;
-            let progress = transfer.progress();
-            info!(
-                bytes = progress.bytes,
-                retransmits = progress.retransmits,
-                duration_ms = now().saturating_duration_since(started).as_millis() as u64,
-                %outcome,
-                "transfer finished"
-            );
-        }
-        if transfer.is_finished() {
-            break SessionEnd::Done;
-        }
-        let deadline = transfer.poll_timeout();
-        if deadline != armed
-            && let Some(deadline) = deadline
-        {
-            // Re-registering the timer costs a little: only when the deadline moved.
-            timer.as_mut().reset(Instant::from_std(deadline));
-        }
-        armed = deadline;
-        tokio::select! {
-            biased;
-            () = &mut cancelled, if !cancel_seen => {
-                cancel_seen = true;
-                // A transfer that has already settled (an upload dallying after its final
-                // ACK) succeeded: telling the peer otherwise would be a lie.
-                if transfer.outcome().is_some() {
-                    break SessionEnd::Done;
+) -> impl Future<Output = SessionEnd> + Send
+where
+    T: Send,
+{
+    async move {
+        let started = now();
+        let timer = sleep_until(Instant::now());
+        tokio::pin!(timer);
+        // Made once: a fresh `cancelled()` per turn of the loop would register and unregister a
+        // waiter on the token (two lock round trips) for every datagram.
+        let cancelled = io.cancel.clone().cancelled_owned();
+        tokio::pin!(cancelled);
+        let mut cancel_seen = false;
+        let mut armed = None;
+        let mut reserved = 0;
+        let mut logged = false;
+        let end = loop {
+            while let Some(datagram) = transfer.poll_transmit() {
+                if io.outbound.send(datagram).await.is_err() {
+                    return SessionEnd::Done; // the server is gone
                 }
-                warn!("transfer cancelled: server shutting down");
-                // Ends the transfer with the ERROR queued; the loop sends it and logs the
-                // outcome like any other.
-                transfer.fail(ErrorReply::new(ErrorCode::NotDefined, "server shutting down"));
             }
-            datagram = io.inbound.recv() => {
-                let Some(datagram) = datagram else {
-                    break SessionEnd::Done;
+            if let Some(contents) = transfer.take_upload() {
+                let result = match upload.take() {
+                    Some(upload) => upload.publish(contents).await.map_err(ErrorReply::from),
+                    None => Err(ErrorReply::new(ErrorCode::NotDefined, "nowhere to store")),
                 };
-                match Packet::decode(&datagram) {
-                    Ok(Packet::Rrq(_) | Packet::Wrq(_)) => {
-                        if transfer.peer_answered() || datagram != request {
-                            debug!("new request from the peer: ending this transfer");
-                            break SessionEnd::Handoff(datagram);
-                        }
-                        debug!("duplicate request ignored");
-                    }
-                    Ok(packet) => {
-                        transfer.handle_packet(now(), &packet);
-                        reserve_growth(&mut transfer, upload.as_mut(), &mut reserved);
-                    }
-                    Err(e) => debug!("malformed datagram ignored: {e}"),
-                }
+                transfer.handle_published(now(), result);
+                continue;
             }
-            () = &mut timer, if deadline.is_some() => transfer.handle_timeout(now()),
+            if !logged && let Some(outcome) = transfer.outcome() {
+                logged = true;
+                let progress = transfer.progress();
+                info!(
+                    bytes = progress.bytes,
+                    retransmits = progress.retransmits,
+                    duration_ms = now().saturating_duration_since(started).as_millis() as u64,
+                    %outcome,
+                    "transfer finished"
+                );
+            }
+            if transfer.is_finished() {
+                break SessionEnd::Done;
+            }
+            let deadline = transfer.poll_timeout();
+            if deadline != armed
+                && let Some(deadline) = deadline
+            {
+                // Re-registering the timer costs a little: only when the deadline moved.
+                timer.as_mut().reset(Instant::from_std(deadline));
+            }
+            armed = deadline;
+            tokio::select! {
+                biased;
+                () = &mut cancelled, if !cancel_seen => {
+                    cancel_seen = true;
+                    // A transfer that has already settled (an upload dallying after its final
+                    // ACK) succeeded: telling the peer otherwise would be a lie.
+                    if transfer.outcome().is_some() {
+                        break SessionEnd::Done;
+                    }
+                    warn!("transfer cancelled: server shutting down");
+                    // Ends the transfer with the ERROR queued; the loop sends it and logs the
+                    // outcome like any other.
+                    transfer.fail(ErrorReply::new(ErrorCode::NotDefined, "server shutting down"));
+                }
+                datagram = io.inbound.recv() => {
+                    let Some(datagram) = datagram else {
+                        break SessionEnd::Done;
+                    };
+                    match Packet::decode(&datagram) {
+                        Ok(Packet::Rrq(_) | Packet::Wrq(_)) => {
+                            if transfer.peer_answered() || datagram != request {
+                                debug!("new request from the peer: ending this transfer");
+                                break SessionEnd::Handoff(datagram);
+                            }
+                            debug!("duplicate request ignored");
+                        }
+                        Ok(packet) => {
+                            transfer.handle_packet(now(), &packet);
+                            reserve_growth(&mut transfer, upload.as_mut(), &mut reserved);
+                        }
+                        Err(e) => debug!("malformed datagram ignored: {e}"),
+                    }
+                }
+                () = &mut timer, if deadline.is_some() => transfer.handle_timeout(now()),
+            }
+        };
+        if !logged {
+            warn!("transfer ended without an outcome");
         }
-    };
-    if !logged {
-        warn!("transfer ended without an outcome");
-    }
-    match end {
-        SessionEnd::Done => next_request(&mut io),
-        handoff => handoff,
+        match end {
+            SessionEnd::Done => next_request(&mut io),
+            handoff => handoff,
+        }
     }
 }
 
