@@ -31,15 +31,12 @@ fn now() -> StdInstant {
 /// A plain function returning an `async move` block, not an `async fn`: the block uses the
 /// values it captures in place, where an `async fn` would copy its parameters into locals and
 /// keep both (half a kilobyte more per live session).
-pub(crate) fn run<T: Transfer, U: Upload>(
+pub(crate) fn run<T: Transfer + Send, U: Upload>(
     mut transfer: T,
     mut io: SessionIo,
     request: Bytes,
     mut upload: Option<U>,
-) -> impl Future<Output = SessionEnd> + Send
-where
-    T: Send,
-{
+) -> impl Future<Output = SessionEnd> + Send {
     async move {
         let started = now();
         let timer = sleep_until(Instant::now());
