@@ -29,6 +29,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use udp_server::{Server, ServerConfig, Stats};
 
+pub mod hostile;
+
 /// How long an external client may run before the test fails. Generous: the slowest
 /// transfer in the suite (33 MiB in lock-step against a debug build) takes a few seconds.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);

@@ -9,15 +9,21 @@
 
 // A test crate's root resolves `mod` paths next to itself, so each topic names its file.
 
+#[path = "e2e/amplification.rs"]
+mod amplification;
 #[path = "e2e/atftp.rs"]
 mod atftp;
 #[path = "e2e/busybox.rs"]
 mod busybox;
 #[path = "e2e/curl.rs"]
 mod curl;
+#[path = "e2e/hostile.rs"]
+mod hostile;
 #[path = "e2e/hpa.rs"]
 mod hpa;
 #[path = "e2e/load.rs"]
 mod load;
 #[path = "e2e/protocol.rs"]
 mod protocol;
+#[path = "e2e/transfer_id.rs"]
+mod transfer_id;

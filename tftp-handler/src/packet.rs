@@ -267,7 +267,10 @@ impl<'a> Packet<'a> {
                 Ok(Packet::Ack { block })
             }
             Opcode::Error => {
-                let (code, rest) = split_u16(body).ok_or(DecodeError::Truncated)?;
+                // Too short to hold its code, it is still the peer saying "stop": read it as
+                // error 0, so that it ends a transfer and is never answered (atftpd
+                // CVE-2019-11365 was a crash on exactly this packet).
+                let (code, rest) = split_u16(body).unwrap_or((0, &[]));
                 let text = split_nul(rest).map_or(rest, |(text, _ignored)| text);
                 Ok(Packet::Error {
                     code: ErrorCode::from_u16(code),
@@ -780,8 +783,16 @@ mod tests {
     // ERROR, decoded leniently.
 
     #[test]
-    fn error_without_a_code_is_truncated() {
-        assert_eq!(Packet::decode(b"\0\x05\0"), Err(DecodeError::Truncated));
+    fn an_error_too_short_for_its_code_reads_as_error_0() {
+        for truncated in [&b"\0\x05"[..], b"\0\x05\0"] {
+            assert_eq!(
+                Packet::decode(truncated),
+                Ok(Packet::Error {
+                    code: ErrorCode::NotDefined,
+                    message: ""
+                })
+            );
+        }
     }
 
     #[test]
