@@ -130,6 +130,12 @@ pub(crate) struct Args {
           env = "MEMTFTPD_RETRIES", help_heading = "Protocol")]
     pub(crate) retries: u32,
 
+    /// The longest one transfer may take; then it is ended with ERROR 0 (so that a client
+    /// answering just before every timeout cannot hold a session forever).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_positive_duration,
+          env = "MEMTFTPD_MAX_TRANSFER_TIME", help_heading = "Protocol")]
+    pub(crate) max_transfer_time: Duration,
+
     /// Largest `blksize` granted (8..=65464); larger requests are clamped.
     #[arg(long, value_name = "BYTES", default_value_t = Config::default().max_block_size,
           value_parser = clap::value_parser!(u16).range(8..=65_464),
@@ -243,6 +249,7 @@ impl Args {
         let mut config = Config::default();
         config.retry_timeout = self.timeout;
         config.max_retries = self.retries;
+        config.max_transfer_time = self.max_transfer_time;
         config.max_block_size = self.max_block_size;
         config.max_window_size = self.max_window_size;
         config.allow_read = !self.write_only;

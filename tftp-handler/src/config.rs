@@ -17,6 +17,10 @@ pub struct Config {
     /// Resends of the first reply (OACK, DATA 1 or ACK 0) to a peer that has never answered.
     /// Kept small so that a spoofed request cannot turn the server into an amplifier.
     pub first_reply_retries: u32,
+    /// The longest a transfer may take, however steadily the peer answers; then it is ended
+    /// with ERROR 0 (a client that ACKs just before every timeout cannot hold a session
+    /// forever).
+    pub max_transfer_time: Duration,
     /// After the final ACK of an upload, how long to keep answering a retransmitted final DATA
     /// (the peer may not have seen the ACK; RFC 1350 section 6).
     pub dally: Duration,
@@ -42,6 +46,7 @@ impl Default for Config {
             retry_timeout: Duration::from_secs(1),
             max_retries: 5,
             first_reply_retries: 2,
+            max_transfer_time: Duration::from_secs(3600),
             dally: Duration::from_secs(2),
             max_block_size: 65_464,
             max_window_size: 64,

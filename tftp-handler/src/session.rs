@@ -48,6 +48,7 @@ pub(crate) fn serve<S: Store>(
         // The handler only opens sessions for requests.
         return Either::Left(future::ready(SessionEnd::Done));
     };
+    let time_limit = config.max_transfer_time;
     let check = async move {
         let started = start(&*store, &config, &request, direction).await;
         (started, request)
@@ -59,12 +60,14 @@ pub(crate) fn serve<S: Store>(
             io,
             request,
             None::<S::Upload>,
+            time_limit,
         ))),
         Ok(Started::Write(receiver, upload)) => Either::Right(Either::Right(worker::run(
             receiver,
             io,
             request,
             Some(upload),
+            time_limit,
         ))),
     });
     Either::Right(session.instrument(span))

@@ -8,7 +8,7 @@
 //! other request means the peer has moved on to a new transfer, so this one ends and hands
 //! the datagram back to the server to open the next session.
 
-use std::time::Instant as StdInstant;
+use std::time::{Duration, Instant as StdInstant};
 
 use bytes::Bytes;
 use tokio::time::{Instant, sleep_until};
@@ -40,9 +40,11 @@ pub(crate) fn run<T: Transfer + Send, U: Upload>(
     mut io: SessionIo,
     request: Bytes,
     mut upload: Option<U>,
+    time_limit: Duration,
 ) -> impl Future<Output = SessionEnd> + Send {
     async move {
         let started = now();
+        let give_up_at = started.checked_add(time_limit);
         let timer = sleep_until(Instant::now());
         tokio::pin!(timer);
         // Made once: a fresh `cancelled()` per turn of the loop would register and unregister a
@@ -81,7 +83,11 @@ pub(crate) fn run<T: Transfer + Send, U: Upload>(
             if transfer.is_finished() {
                 break SessionEnd::Done;
             }
-            let deadline = transfer.poll_timeout();
+            // Until it settles, the transfer also races the wall-clock limit.
+            let deadline = match (transfer.poll_timeout(), transfer.outcome()) {
+                (Some(deadline), None) => Some(give_up_at.map_or(deadline, |g| deadline.min(g))),
+                (deadline, _) => deadline,
+            };
             if deadline != armed
                 && let Some(deadline) = deadline
             {
@@ -122,7 +128,15 @@ pub(crate) fn run<T: Transfer + Send, U: Upload>(
                         Err(e) => debug!("malformed datagram ignored: {e}"),
                     }
                 }
-                () = &mut timer, if deadline.is_some() => transfer.handle_timeout(now()),
+                () = &mut timer, if deadline.is_some() => {
+                    let now = now();
+                    if transfer.outcome().is_none() && give_up_at.is_some_and(|g| now >= g) {
+                        warn!("transfer took longer than the limit: ending it");
+                        transfer.fail(ErrorReply::new(ErrorCode::NotDefined, "transfer took too long"));
+                    } else {
+                        transfer.handle_timeout(now);
+                    }
+                }
             }
         };
         if !logged {

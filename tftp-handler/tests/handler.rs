@@ -248,6 +248,70 @@ mod read {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_client_acking_just_before_every_timeout_is_cut_off_at_the_time_limit() {
+        let mut config = Config::default();
+        config.max_transfer_time = Duration::from_secs(10);
+        let handler = handler_with_config(&[("slow", file(512 * 100))], config);
+        let (mut peer, task) = start(&handler, rrq("slow", Mode::Octet, &[]));
+        let mut block = 1;
+        let end = loop {
+            match peer.expect().await {
+                Reply::Data(n, _) => {
+                    assert_eq!(n, block);
+                    tokio::time::sleep(Duration::from_millis(900)).await;
+                    if !peer.session_ended() {
+                        peer.send(ack(n));
+                    }
+                    block += 1;
+                }
+                other => break other,
+            }
+        };
+        assert_eq!(
+            end,
+            Reply::Error(ErrorCode::NotDefined, "transfer took too long".into())
+        );
+        // DATA n goes out at 0.9 s x (n - 1): the 10 s limit falls after DATA 12.
+        let blocks_seen = block - 1;
+        assert_eq!(blocks_seen, 12, "cut off after 10 s");
+        assert_eq!(end_of(task).await, udp_server::SessionEnd::Done);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn duplicated_and_delayed_acks_draw_no_extra_data() {
+        // RFC 1123 4.2.3.1: every ACK arrives twice, the copy late, and the client re-ACKs
+        // every DATA it sees twice. Only DATA the transfer needs goes out.
+        let contents = file(512 * 200 + 7);
+        let handler = handler_with(&[("f", contents.clone())]);
+        let (mut peer, task) = start(&handler, rrq("f", Mode::Octet, &[]));
+        let (mut data_sent, mut received, mut expected) = (0, Vec::new(), 1u16);
+        loop {
+            let Reply::Data(n, data) = peer.expect().await else {
+                panic!("expected DATA");
+            };
+            data_sent += 1;
+            if n == expected {
+                received.extend_from_slice(&data);
+                expected = expected.wrapping_add(1);
+            }
+            peer.send(ack(n));
+            if data.len() < 512 {
+                break; // the last ACK ends the transfer: nothing left to duplicate into
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            peer.send(ack(n));
+        }
+        assert_eq!(received, contents.to_vec());
+        let blocks = 201;
+        assert!(
+            data_sent * 10 <= blocks * 11,
+            "{data_sent} DATA for {blocks} blocks (limit 1.1x)"
+        );
+        assert_eq!(end_of(task).await, udp_server::SessionEnd::Done);
+        assert!(peer.rest().await.is_empty(), "no DATA after the last ACK");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_peer_that_never_answers_gets_three_copies_of_data_1_and_no_error() {
         let handler = handler_with(&[("f", file(2000))]);
         let (mut peer, task) = start(&handler, rrq("f", Mode::Octet, &[]));

@@ -161,6 +161,11 @@ impl Peer {
             .expect("the session's inbound queue is full or closed");
     }
 
+    /// True once the session has stopped reading (it ended).
+    pub(crate) fn session_ended(&self) -> bool {
+        self.inbound.is_closed()
+    }
+
     /// Cancels the session's token, as the server does when its shutdown grace runs out.
     pub(crate) fn cancel(&self) {
         self.cancel.cancel();
