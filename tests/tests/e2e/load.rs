@@ -1,5 +1,6 @@
-//! Many transfers at once: a hundred raw-client downloads in parallel, and curl uploads racing
-//! curl downloads of the same file name (a reader must see one whole version, never a mix).
+//! Many transfers at once: a hundred raw-client downloads in parallel, a thousand client
+//! downloads, curl uploads racing curl downloads of the same file name (a reader must see one
+//! whole version, never a mix), and a busy answer at once over the session cap.
 
 use std::time::Duration;
 
@@ -131,5 +132,73 @@ async fn concurrent_uploads_and_downloads_of_one_name_never_mix_versions() {
         .get("shared.bin")
         .expect("the file is stored");
     assert_same_bytes(&stored, &v2, "final stored file");
+    server.shutdown().await;
+}
+
+/// A thousand clients at once, each on its own socket, each checking every byte: the load a
+/// rack of machines netbooting together puts on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_downloads_are_byte_exact() {
+    let contents = Bytes::from(pattern(64 * 1024, 7));
+    let server = TestServer::with_file("boot.img", contents.clone());
+    let client = tftp_handler::Client::new({
+        let mut config = tftp_handler::ClientConfig::default();
+        config.options = tftp_handler::RequestOptions::default().with_block_size(1428);
+        config
+    });
+    let mut downloads = JoinSet::new();
+    for _ in 0..1000 {
+        let (client, addr) = (client.clone(), server.addr());
+        downloads.spawn(async move { client.get(addr, "boot.img").await });
+    }
+    let mut exact = 0;
+    while let Some(result) = downloads.join_next().await {
+        let got = result.expect("download task").expect("download");
+        assert_same_bytes(&got, &contents, "download");
+        exact += 1;
+    }
+    assert_eq!(exact, 1000);
+    assert_eq!(server.stats().snapshot().sessions_opened, 1000);
+    server.shutdown().await;
+}
+
+/// Over the session cap, a new client is told at once that the server is busy (ERROR 0),
+/// instead of waiting out its own timeouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_session_cap_a_new_client_gets_busy_at_once() {
+    let store = tftp_handler::MemoryStore::default();
+    store.insert("big", Bytes::from(pattern(1 << 20, 3)));
+    let server = TestServer::start(
+        store,
+        tftp_handler::Config::default(),
+        memtftpd_tests::test_server_config().with_max_sessions(2),
+    );
+    // Two readers hold their sessions: they ask and never ACK.
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let mut holder = RawClient::bind(server.addr()).await;
+        holder.send_rrq("big", Mode::Octet, &[]).await;
+        holders.push(holder);
+    }
+    tokio::time::timeout(Duration::from_secs(2), async {
+        while server.stats().snapshot().sessions_live() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("two sessions open");
+    let started = std::time::Instant::now();
+    let err = tftp_handler::Client::default()
+        .get(server.addr(), "big")
+        .await
+        .expect_err("the third client is refused");
+    assert!(
+        matches!(&err, tftp_handler::ClientError::Server { code: tftp_handler::ErrorCode::NotDefined, message } if message.contains("busy")),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "refused at once"
+    );
     server.shutdown().await;
 }
