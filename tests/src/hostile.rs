@@ -12,38 +12,17 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use tftp_handler::{ErrorCode, Packet};
+use bytes::Bytes;
+use tftp_handler::ErrorCode;
 use tokio::net::UdpSocket;
 
-use crate::RawClient;
+use crate::{RawClient, Reply};
 
 /// A datagram from the server, decoded without trusting it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seen {
-    /// DATA, with the length of its payload.
-    Data {
-        /// The block number.
-        block: u16,
-        /// Payload bytes (the datagram less its 4-byte header).
-        len: usize,
-    },
-    /// ACK.
-    Ack {
-        /// The block number.
-        block: u16,
-    },
-    /// OACK, with its options as sent.
-    Oack {
-        /// Name/value pairs, in the order sent.
-        options: Vec<(String, String)>,
-    },
-    /// ERROR.
-    Error {
-        /// The error code.
-        code: ErrorCode,
-        /// The message.
-        message: String,
-    },
+    /// A DATA, ACK, OACK or ERROR.
+    Reply(Reply),
     /// A read or write request (a server must never send one).
     Request,
     /// Not a TFTP packet at all; the bytes as received.
@@ -53,30 +32,21 @@ pub enum Seen {
 impl Seen {
     /// Decodes `datagram` into what it is, whatever it is.
     pub fn decode(datagram: &[u8]) -> Self {
-        match Packet::decode(datagram) {
-            Ok(Packet::Data { block, data }) => Self::Data {
-                block,
-                len: data.len(),
-            },
-            Ok(Packet::Ack { block }) => Self::Ack { block },
-            Ok(Packet::Oack { options }) => Self::Oack {
-                options: options
-                    .iter()
-                    .map(|o| (o.name.to_owned(), o.value.to_owned()))
-                    .collect(),
-            },
-            Ok(Packet::Error { code, message }) => Self::Error {
-                code,
-                message: message.to_owned(),
-            },
-            Ok(Packet::Rrq(_) | Packet::Wrq(_)) => Self::Request,
-            Err(_) => Self::Malformed(datagram.to_vec()),
+        match Reply::try_decode(&Bytes::copy_from_slice(datagram)) {
+            Ok(reply) => Self::Reply(reply),
+            Err(Some(_request)) => Self::Request,
+            Err(None) => Self::Malformed(datagram.to_vec()),
         }
     }
 
     /// Whether this is an ERROR with `code`.
     pub fn is_error(&self, code: ErrorCode) -> bool {
-        matches!(self, Self::Error { code: got, .. } if *got == code)
+        matches!(self, Self::Reply(Reply::Error { code: got, .. }) if *got == code)
+    }
+
+    /// Whether this is an ERROR of any code.
+    pub fn is_any_error(&self) -> bool {
+        matches!(self, Self::Reply(Reply::Error { .. }))
     }
 }
 

@@ -456,24 +456,34 @@ impl Reply {
     /// Decodes a datagram from the server; anything but DATA, ACK, OACK or ERROR fails the
     /// test (a server never sends requests or malformed packets).
     fn decode(datagram: Bytes) -> Self {
-        match Packet::decode(&datagram) {
-            Ok(Packet::Data { block, data }) => Self::Data {
+        match Self::try_decode(&datagram) {
+            Ok(reply) => reply,
+            Err(Some(request)) => panic!("the server sent a request: {request}"),
+            Err(None) => panic!("the server sent a malformed packet: {datagram:?}"),
+        }
+    }
+
+    /// Decodes `datagram` if it is a DATA, ACK, OACK or ERROR; otherwise `Err(Some(what))`
+    /// for a request, `Err(None)` for bytes that are no TFTP packet.
+    pub fn try_decode(datagram: &Bytes) -> Result<Self, Option<String>> {
+        match Packet::decode(datagram) {
+            Ok(Packet::Data { block, data }) => Ok(Self::Data {
                 block,
                 data: datagram.slice_ref(data),
-            },
-            Ok(Packet::Ack { block }) => Self::Ack { block },
-            Ok(Packet::Oack { options }) => Self::Oack {
+            }),
+            Ok(Packet::Ack { block }) => Ok(Self::Ack { block }),
+            Ok(Packet::Oack { options }) => Ok(Self::Oack {
                 options: options
                     .iter()
                     .map(|o| (o.name.to_owned(), o.value.to_owned()))
                     .collect(),
-            },
-            Ok(Packet::Error { code, message }) => Self::Error {
+            }),
+            Ok(Packet::Error { code, message }) => Ok(Self::Error {
                 code,
                 message: message.to_owned(),
-            },
-            Ok(other) => panic!("the server sent a request: {other:?}"),
-            Err(e) => panic!("the server sent a malformed packet ({e}): {datagram:?}"),
+            }),
+            Ok(request) => Err(Some(format!("{request:?}"))),
+            Err(_) => Err(None),
         }
     }
 

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use memtftpd_tests::hostile::{Probe, Received, Seen, raw_packet, udp_drops};
-use memtftpd_tests::{RawClient, TestServer, assert_same_bytes, pattern, test_server_config};
+use memtftpd_tests::{
+    RawClient, Reply, TestServer, assert_same_bytes, pattern, test_server_config,
+};
 use tftp_handler::{Config, ErrorCode, MemoryStore, Mode};
 use tokio::net::UdpSocket;
 use tokio::sync::Barrier;
@@ -140,7 +142,7 @@ async fn a_silent_peer_gets_at_most_three_data_packets_for_a_plain_read_request(
     earned.report("RRQ without options");
     for reply in &earned.replies {
         assert!(
-            matches!(reply.packet, Seen::Data { block: 1, len: 512 }),
+            matches!(&reply.packet, Seen::Reply(Reply::Data { block: 1, data }) if data.len() == 512),
             "only DATA 1 may be sent (again): {reply:?}"
         );
     }
@@ -171,7 +173,7 @@ async fn a_silent_peer_asking_for_big_blocks_and_windows_gets_only_oacks() {
     for reply in &earned.replies {
         // Not one DATA: the peer never acknowledged the OACK (RFC 2347: ACK 0 first).
         assert!(
-            matches!(reply.packet, Seen::Oack { .. }),
+            matches!(reply.packet, Seen::Reply(Reply::Oack { .. })),
             "only the OACK may be sent (again): {reply:?}"
         );
     }
@@ -337,11 +339,11 @@ async fn a_flood_from_one_address_opens_at_most_its_cap_and_other_addresses_are_
         while let Ok((len, _)) = socket.try_recv_from(&mut buf) {
             bytes += len;
             match Seen::decode(&buf[..len]) {
-                Seen::Data { block: 1, .. } => data += 1,
-                Seen::Error {
+                Seen::Reply(Reply::Data { block: 1, .. }) => data += 1,
+                Seen::Reply(Reply::Error {
                     code: ErrorCode::NotDefined,
                     ..
-                } => errors += 1,
+                }) => errors += 1,
                 other => panic!("the flood got {other:?}"),
             }
         }

@@ -599,10 +599,7 @@ async fn garbage_options_for_an_existing_file_are_ignored_or_refused_never_grant
             probe.send(&raw_packet(RRQ, &fields)).await;
             // The server's retry timeout is 1 s: within it, one reply at most.
             let replies = probe.collect(FIRST_REPLY, QUIET).await;
-            if replies
-                .iter()
-                .any(|r| !matches!(r.packet, Seen::Error { .. }))
-            {
+            if replies.iter().any(|r| !r.packet.is_any_error()) {
                 // Like firmware probing `tsize`: end the transfer the server started.
                 probe.send(&raw_packet(ERROR, &[b"\0\0done"])).await;
             }
@@ -640,12 +637,12 @@ fn judge_first_reply(asked: &[(String, String)], reply: &Seen, size: usize) -> R
             .collect()
     };
     match reply {
-        Seen::Error {
+        Seen::Reply(Reply::Error {
             code: ErrorCode::OptionRefused,
             ..
-        } => Ok(()),
-        Seen::Data { block: 1, len } if *len == size.min(512) => Ok(()),
-        Seen::Oack { options } => {
+        }) => Ok(()),
+        Seen::Reply(Reply::Data { block: 1, data }) if data.len() == size.min(512) => Ok(()),
+        Seen::Reply(Reply::Oack { options }) => {
             let mut granted = BTreeSet::new();
             for (name, value) in options {
                 let name = name.to_ascii_lowercase();
