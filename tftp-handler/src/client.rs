@@ -16,12 +16,11 @@ use bytes::Bytes;
 use thiserror::Error;
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, sleep, sleep_until};
-use udp_server::Datagram;
 
 use crate::error::ErrorReply;
 use crate::options::RequestOptions;
 use crate::packet::{ErrorCode, Mode, Packet, Request, TftpOption};
-use crate::transfer::{BlockSource, Outcome, Receiver, Sender, Timing, Transfer};
+use crate::transfer::{BlockSource, Outcome, Receiver, Sender, Timing, Transfer, now};
 
 /// How a [`Client`] behaves. Start from [`ClientConfig::default`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,7 +159,6 @@ impl Client {
         let socket = UdpSocket::bind(unspecified_like(server)).await?;
         let mut peer: Option<SocketAddr> = None;
         let mut buf = vec![0; 65_536];
-        let mut scratch = Vec::new();
         let mut downloaded = None;
         let timer = sleep_until(Instant::now());
         tokio::pin!(timer);
@@ -170,7 +168,7 @@ impl Client {
                     sleep(self.config.send_delay).await;
                 }
                 let to = peer.unwrap_or(server);
-                send(&socket, &datagram, to, &mut scratch).await?;
+                datagram.send_to(&socket, to).await?;
             }
             if let Some(contents) = transfer.take_upload() {
                 downloaded = Some(contents);
@@ -223,35 +221,10 @@ enum Opcode {
     Write,
 }
 
-/// Sends a datagram; header and payload are joined in `scratch` when both are present.
-async fn send(
-    socket: &UdpSocket,
-    datagram: &Datagram,
-    to: SocketAddr,
-    scratch: &mut Vec<u8>,
-) -> io::Result<usize> {
-    let (header, payload) = (datagram.header(), datagram.payload());
-    if payload.is_empty() {
-        return socket.send_to(header, to).await;
-    }
-    if header.is_empty() {
-        return socket.send_to(payload, to).await;
-    }
-    scratch.clear();
-    scratch.extend_from_slice(header);
-    scratch.extend_from_slice(payload);
-    socket.send_to(scratch, to).await
-}
-
 /// The wildcard address of `server`'s family, any port.
 fn unspecified_like(server: SocketAddr) -> SocketAddr {
     match server {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     }
-}
-
-/// The time for the state machines: tokio's clock.
-fn now() -> std::time::Instant {
-    Instant::now().into_std()
 }

@@ -7,7 +7,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use futures::future::{self, Either, FutureExt};
@@ -22,7 +21,7 @@ use crate::options::{Negotiated, SizeQuery, negotiate};
 use crate::packet::{ErrorCode, Mode, Packet, Request};
 use crate::store::Store;
 use crate::transfer::receiver::ReceiverParams;
-use crate::transfer::{BlockSource, Receiver, Sender, Timing};
+use crate::transfer::{BlockSource, Receiver, Sender, Timing, now};
 use crate::worker;
 
 /// Serves the request in `request` (an RRQ or WRQ datagram) to its end.
@@ -241,9 +240,4 @@ async fn start_write<S: Store>(
         now(),
     );
     Ok(Started::Write(receiver, upload))
-}
-
-/// The current time on tokio's clock (paused in tests).
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }

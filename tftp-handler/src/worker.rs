@@ -8,7 +8,7 @@
 //! other request means the peer has moved on to a new transfer, so this one ends and hands
 //! the datagram back to the server to open the next session.
 
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::{Instant, sleep_until};
@@ -18,12 +18,7 @@ use udp_server::{SessionEnd, SessionIo};
 use crate::error::ErrorReply;
 use crate::packet::{ErrorCode, Opcode, Packet};
 use crate::store::Upload;
-use crate::transfer::Transfer;
-
-/// The time for the state machine: tokio's clock, so that tests with paused time drive it.
-fn now() -> StdInstant {
-    Instant::now().into_std()
-}
+use crate::transfer::{Transfer, now};
 
 /// Runs `transfer` to its end. `request` is the datagram that opened the session; `upload`
 /// receives the contents of a completed upload.

@@ -5,9 +5,13 @@
 //! shared buffer (a block of a file, say) behind its own header without copying it in user
 //! space and without allocating.
 
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use socket2::{SockAddr, SockRef};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
 
 /// The longest header a [`Datagram`] can carry inline.
 pub const MAX_HEADER_LEN: usize = 16;
@@ -65,6 +69,23 @@ impl Datagram {
     /// True when the datagram carries no bytes at all.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Sends the datagram on `socket` to `to`: header and payload in one vectored write,
+    /// without joining them (what the send loop does for every datagram; public so that a
+    /// client on its own socket sends the same way).
+    pub async fn send_to(&self, socket: &UdpSocket, to: SocketAddr) -> io::Result<usize> {
+        let (header, payload) = (self.header(), self.payload());
+        if header.is_empty() {
+            return socket.send_to(payload, to).await;
+        }
+        let to = SockAddr::from(to);
+        let parts = [IoSlice::new(header), IoSlice::new(payload)];
+        socket
+            .async_io(Interest::WRITABLE, || {
+                SockRef::from(socket).send_to_vectored(&parts, &to)
+            })
+            .await
     }
 
     /// The whole datagram as one contiguous buffer (copies; meant for tests and tools, not the

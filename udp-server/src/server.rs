@@ -15,14 +15,12 @@
 //! finally the outbound queue is flushed and `run` returns.
 
 use std::io;
-use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use socket2::{SockAddr, SockRef};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -521,7 +519,7 @@ async fn send_loop(
                 }
             }
             for out in now {
-                match send(&socket, out).await {
+                match out.datagram.send_to(&socket, out.to).await {
                     Ok(_) => Stats::bump(&stats.datagrams_out),
                     Err(e) => {
                         Stats::bump(&stats.send_errors);
@@ -532,20 +530,4 @@ async fn send_loop(
         }
         batch.clear();
     }
-}
-
-/// Sends one datagram: header and payload in one vectored write, without joining them.
-async fn send(socket: &UdpSocket, out: &Outgoing) -> io::Result<usize> {
-    let header = out.datagram.header();
-    let payload = out.datagram.payload();
-    if header.is_empty() {
-        return socket.send_to(payload, out.to).await;
-    }
-    let to = SockAddr::from(out.to);
-    let parts = [IoSlice::new(header), IoSlice::new(payload)];
-    socket
-        .async_io(Interest::WRITABLE, || {
-            SockRef::from(socket).send_to_vectored(&parts, &to)
-        })
-        .await
 }

@@ -58,6 +58,12 @@ pub(crate) trait Transfer {
     }
 }
 
+/// The time to hand the state machines: tokio's clock, so that tests with paused time drive
+/// them (the machines themselves never read a clock).
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// Counts for the end-of-transfer log line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Progress {
