@@ -120,10 +120,18 @@ pub(crate) struct Args {
     pub(crate) max_store_bytes: u64,
 
     /// Time to wait before resending a packet (e.g. `1s`, `500ms`), unless the client
-    /// negotiates `timeout` or `utimeout`.
+    /// negotiates `timeout` or `utimeout`. With an adaptive wait (`--min-timeout`), the first
+    /// and the longest wait; a silent client is abandoned after `timeout x (retries + 1)`.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_positive_duration,
           env = "MEMTFTPD_TIMEOUT", help_heading = "Protocol")]
     pub(crate) timeout: Duration,
+
+    /// Shortest wait before resending. Between it and `--timeout`, each transfer adapts the
+    /// wait to its measured round-trip time (RFC 6298), so a lost packet on a fast link costs
+    /// milliseconds; set it to the `--timeout` value for a fixed wait.
+    #[arg(long, value_name = "DURATION", default_value = "10ms", value_parser = parse_positive_duration,
+          env = "MEMTFTPD_MIN_TIMEOUT", help_heading = "Protocol")]
+    pub(crate) min_timeout: Duration,
 
     /// Timeouts in a row before a transfer is abandoned.
     #[arg(long, value_name = "N", default_value_t = Config::default().max_retries,
@@ -248,6 +256,7 @@ impl Args {
         }
         let mut config = Config::default();
         config.retry_timeout = self.timeout;
+        config.min_retry_timeout = self.min_timeout.min(self.timeout);
         config.max_retries = self.retries;
         config.max_transfer_time = self.max_transfer_time;
         config.max_block_size = self.max_block_size;

@@ -129,6 +129,7 @@ impl Client {
             max_retries: self.config.max_retries,
             // A client's request is resent as often as any packet: the server may be busy.
             first_reply_retries: self.config.max_retries,
+            adaptive_floor: None,
         }
     }
 

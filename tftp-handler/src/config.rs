@@ -10,9 +10,18 @@ use crate::access::AccessList;
 #[non_exhaustive]
 pub struct Config {
     /// How long to wait for the peer before resending the last packet, unless the client
-    /// negotiated its own `timeout` / `utimeout` (RFC 2349).
+    /// negotiated its own `timeout` / `utimeout` (RFC 2349). With an adaptive wait (see
+    /// [`min_retry_timeout`](Self::min_retry_timeout)) this is the first wait and the longest.
     pub retry_timeout: Duration,
-    /// Timeouts in a row after which a transfer is abandoned.
+    /// The shortest wait before a resend. When it is below
+    /// [`retry_timeout`](Self::retry_timeout) and the client negotiated no timeout, each
+    /// transfer estimates the round-trip time (RFC 6298: smoothed RTT and variation, from
+    /// packets sent once, doubled on each resend) and resends after that, within
+    /// `[min_retry_timeout, retry_timeout]`: a lost packet on a fast link costs milliseconds,
+    /// not a second. Set it equal to `retry_timeout` for a fixed wait.
+    pub min_retry_timeout: Duration,
+    /// A transfer is abandoned when the peer has been silent for
+    /// `retry_timeout x (max_retries + 1)`: with a fixed wait, after this many resends.
     pub max_retries: u32,
     /// Resends of the first reply (OACK, DATA 1 or ACK 0) to a peer that has never answered.
     /// Kept small so that a spoofed request cannot turn the server into an amplifier.
@@ -44,6 +53,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             retry_timeout: Duration::from_secs(1),
+            min_retry_timeout: Duration::from_millis(10),
             max_retries: 5,
             first_reply_retries: 2,
             max_transfer_time: Duration::from_secs(3600),

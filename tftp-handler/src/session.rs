@@ -170,6 +170,10 @@ fn checked_name<'a>(req: &Request<'a>, allowed: bool, verb: &str) -> Result<&'a 
 fn timing(config: &Config, negotiated: &Negotiated) -> Timing {
     let params = &negotiated.params;
     let timeout = params.retry_timeout.unwrap_or(config.retry_timeout);
+    // A negotiated timeout is obeyed exactly; otherwise the wait adapts to the round trip.
+    let adaptive_floor = (params.retry_timeout.is_none()
+        && config.min_retry_timeout < config.retry_timeout)
+        .then_some(config.min_retry_timeout);
     let span = Span::current();
     span.record("blksize", params.block_size);
     span.record("windowsize", params.window_size);
@@ -178,6 +182,7 @@ fn timing(config: &Config, negotiated: &Negotiated) -> Timing {
         timeout,
         max_retries: config.max_retries,
         first_reply_retries: config.first_reply_retries,
+        adaptive_floor,
     }
 }
 

@@ -25,6 +25,14 @@ fn handler_with(files: &[(&str, Bytes)]) -> TftpHandler {
     handler_with_config(files, Config::default())
 }
 
+/// The default configuration with a fixed one-second retransmission wait instead of the
+/// adaptive one, for the tests that assert when a resend comes.
+fn fixed_timer() -> Config {
+    let mut config = Config::default();
+    config.min_retry_timeout = config.retry_timeout;
+    config
+}
+
 /// A handler with `config` over a store holding `files`.
 fn handler_with_config(files: &[(&str, Bytes)], config: Config) -> TftpHandler {
     let store = MemoryStore::default();
@@ -220,7 +228,7 @@ mod read {
 
     #[tokio::test(start_paused = true)]
     async fn a_lost_ack_gets_the_same_data_again_after_the_retry_timeout() {
-        let handler = handler_with(&[("f", file(2000))]);
+        let handler = handler_with_config(&[("f", file(2000))], fixed_timer());
         let (mut peer, _task) = start(&handler, rrq("f", Mode::Octet, &[]));
         peer.expect_data(1).await;
         peer.send(ack(1));
@@ -235,7 +243,7 @@ mod read {
 
     #[tokio::test(start_paused = true)]
     async fn duplicate_acks_draw_no_extra_data() {
-        let handler = handler_with(&[("f", file(2000))]);
+        let handler = handler_with_config(&[("f", file(2000))], fixed_timer());
         let (mut peer, _task) = start(&handler, rrq("f", Mode::Octet, &[]));
         peer.expect_data(1).await;
         for _ in 0..3 {
@@ -331,7 +339,7 @@ mod read {
 
     #[tokio::test(start_paused = true)]
     async fn after_the_peer_has_answered_max_retries_timeouts_end_the_session() {
-        let handler = handler_with(&[("f", file(2000))]);
+        let handler = handler_with_config(&[("f", file(2000))], fixed_timer());
         let max_retries = handler.config().max_retries;
         let (mut peer, task) = start(&handler, rrq("f", Mode::Octet, &[]));
         peer.expect_data(1).await;
@@ -655,7 +663,7 @@ mod write {
     #[tokio::test(start_paused = true)]
     async fn an_abandoned_upload_leaves_the_previous_version_and_frees_the_name() {
         let previous = file(900);
-        let handler = handler_with(&[("f", previous.clone())]);
+        let handler = handler_with_config(&[("f", previous.clone())], fixed_timer());
         let (mut peer, task) = start(&handler, wrq("f", Mode::Octet, &[]));
         assert_eq!(peer.expect().await, Reply::Ack(0));
         peer.send(data(1, &[0xAA; 512]));
@@ -883,7 +891,7 @@ mod options {
 
     #[tokio::test(start_paused = true)]
     async fn a_window_of_four_blocks_goes_out_before_waiting_for_an_ack() {
-        let handler = handler_with(&[("f", file(512 * 10))]);
+        let handler = handler_with_config(&[("f", file(512 * 10))], fixed_timer());
         let (mut peer, _task) = start(&handler, rrq("f", Mode::Octet, &[("windowsize", "4")]));
         assert_eq!(
             peer.expect().await,
@@ -899,7 +907,7 @@ mod options {
     #[tokio::test(start_paused = true)]
     async fn an_ack_inside_the_window_resends_from_the_block_after_it() {
         let contents = file(512 * 10);
-        let handler = handler_with(&[("f", contents.clone())]);
+        let handler = handler_with_config(&[("f", contents.clone())], fixed_timer());
         let (mut peer, _task) = start(&handler, rrq("f", Mode::Octet, &[("windowsize", "4")]));
         peer.expect().await;
         peer.send(ack(0));
@@ -1061,5 +1069,100 @@ mod shutdown {
             "the upload succeeded: no ERROR"
         );
         assert_eq!(handler.store().get("f").as_deref(), Some(&b"done"[..]));
+    }
+}
+
+mod adaptive_timer {
+    //! The retransmission wait adapts to the measured round trip (RFC 6298) unless the client
+    //! negotiated a timeout. Time is paused and the test peer answers at once, so the
+    //! estimate falls to the floor (`min_retry_timeout`, 10 ms by default).
+
+    use udp_server::SessionEnd;
+
+    use super::support::{Reply, ack, data, end_of, file, options, rrq, start, wrq};
+    use super::*;
+
+    const FLOOR: Duration = Duration::from_millis(10);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_ack_on_a_fast_link_is_resent_after_the_floor_with_backoff() {
+        let handler = handler_with(&[("f", file(512 * 20))]);
+        let (mut peer, _task) = start(&handler, rrq("f", Mode::Octet, &[]));
+        for block in 1..=8 {
+            peer.expect_data(block).await;
+            peer.send(ack(block));
+        }
+        let first = peer.expect_data(9).await;
+        // ACK 9 is lost: DATA 9 comes again after 10 ms, then 20 ms later (backoff).
+        assert_eq!(
+            peer.expect_after(FLOOR).await,
+            Reply::Data(9, first.clone())
+        );
+        assert_eq!(peer.expect_after(2 * FLOOR).await, Reply::Data(9, first));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_peer_is_still_given_the_whole_silence_budget() {
+        let handler = handler_with(&[("f", file(512 * 20))]);
+        let budget = SECOND * (handler.config().max_retries + 1);
+        let (mut peer, task) = start(&handler, rrq("f", Mode::Octet, &[]));
+        for block in 1..=8 {
+            peer.expect_data(block).await;
+            peer.send(ack(block));
+        }
+        peer.expect_data(9).await;
+        let silent_since = tokio::time::Instant::now();
+        let resent = peer.rest_timed().await;
+        assert_eq!(end_of(task).await, SessionEnd::Done);
+        assert_eq!(
+            silent_since.elapsed(),
+            budget,
+            "abandoned after timeout x (retries + 1)"
+        );
+        // 10, 20, 40, ... 640 ms, then every second: 11 resends, the last before the end.
+        assert_eq!(resent.len(), 11, "{resent:?}");
+        assert!(resent.iter().all(|(_, r)| matches!(r, Reply::Data(9, _))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_negotiated_timeout_is_obeyed_exactly_on_a_fast_link() {
+        let handler = handler_with(&[("f", file(512 * 20))]);
+        let (mut peer, _task) = start(&handler, rrq("f", Mode::Octet, &[("timeout", "2")]));
+        assert_eq!(
+            peer.expect().await,
+            Reply::Oack(options(&[("timeout", "2")]))
+        );
+        peer.send(ack(0));
+        for block in 1..=8 {
+            peer.expect_data(block).await;
+            peer.send(ack(block));
+        }
+        peer.expect_data(9).await;
+        assert!(matches!(
+            peer.expect_after(2 * SECOND).await,
+            Reply::Data(9, _)
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_reply_waits_the_configured_timeout() {
+        let handler = handler_with(&[("f", file(2000))]);
+        let (mut peer, _task) = start(&handler, rrq("f", Mode::Octet, &[]));
+        peer.expect_data(1).await;
+        // No round trip measured yet: the first resend comes after the full second.
+        assert!(matches!(peer.expect_after(SECOND).await, Reply::Data(1, _)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upload_whose_data_is_lost_is_re_acked_after_the_floor() {
+        let handler = handler_with(&[]);
+        let (mut peer, _task) = start(&handler, wrq("up", Mode::Octet, &[]));
+        assert_eq!(peer.expect().await, Reply::Ack(0));
+        for block in 1..=8 {
+            peer.send(data(block, &[block as u8; 512]));
+            assert_eq!(peer.expect().await, Reply::Ack(block));
+        }
+        // DATA 9 is lost: ACK 8 comes again after the floor.
+        assert_eq!(peer.expect_after(FLOOR).await, Reply::Ack(8));
     }
 }

@@ -10,6 +10,7 @@
 
 pub(crate) mod receiver;
 mod retry;
+mod rtt;
 mod sender;
 mod source;
 
@@ -133,6 +134,7 @@ pub(crate) mod testing {
             timeout: SECOND,
             max_retries: 3,
             first_reply_retries: 2,
+            adaptive_floor: None,
         }
     }
 

@@ -198,6 +198,7 @@ impl Receiver {
         self.state = State::Receiving;
         self.timer.progress(now);
         self.send_current_ack(now);
+        self.timer.arm(now);
     }
 
     /// Acknowledges the last in-order block (or the request, before DATA 1).
@@ -217,7 +218,7 @@ impl Receiver {
         // Where the block stands relative to the expected one, on wrapped numbers.
         let offset = block.wrapping_sub(expected) as i16;
         if offset < 0 {
-            let quiet = self.timer.timeout() / 4;
+            let quiet = self.timer.wait() / 4;
             let recently_acked = self.last_ack_at.is_some_and(|at| now < at + quiet);
             if self.received > 0 && !recently_acked {
                 self.send_current_ack(now);
@@ -269,6 +270,7 @@ impl Receiver {
         self.since_ack += 1;
         if self.since_ack >= self.window_size {
             self.send_current_ack(now);
+            self.timer.arm(now);
         }
     }
 }

@@ -140,6 +140,7 @@ impl Sender {
         self.window_size = usize::from(window_size.clamp(1, MAX_WINDOW_SIZE));
         self.timer.progress(now);
         self.send_window();
+        self.timer.arm(now);
     }
 
     /// Cuts blocks until the window is full or the last block is cut.
@@ -191,6 +192,7 @@ impl Sender {
         }
         self.timer.progress(now);
         self.send_window();
+        self.timer.arm(now);
     }
 }
 
