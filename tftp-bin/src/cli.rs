@@ -138,6 +138,12 @@ pub(crate) struct Args {
           env = "MEMTFTPD_RETRIES", help_heading = "Protocol")]
     pub(crate) retries: u32,
 
+    /// After an upload's final ACK, how long to keep re-acknowledging a resent final block (the
+    /// client may not have seen the ACK). Raise it with `--retries` on a lossy link.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration,
+          env = "MEMTFTPD_DALLY", help_heading = "Protocol")]
+    pub(crate) dally: Duration,
+
     /// The longest one transfer may take; then it is ended with ERROR 0 (so that a client
     /// answering just before every timeout cannot hold a session forever).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_positive_duration,
@@ -259,6 +265,7 @@ impl Args {
         config.min_retry_timeout = self.min_timeout.min(self.timeout);
         config.max_retries = self.retries;
         config.max_transfer_time = self.max_transfer_time;
+        config.dally = self.dally;
         config.max_block_size = self.max_block_size;
         config.max_window_size = self.max_window_size;
         config.allow_read = !self.write_only;

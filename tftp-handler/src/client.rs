@@ -4,10 +4,13 @@
 //! or refuse the server's OACK). The same codec, option rules, windows, block-number wrap and
 //! retransmission rules apply in both directions.
 //!
-//! Each transfer uses its own UDP socket. RFC 1350 lets a server answer from a new port (its
-//! transfer ID): the client locks onto the address of the first reply and answers datagrams
-//! from anywhere else with ERROR 5, leaving the transfer undisturbed.
+//! Each transfer uses its own UDP socket ([`Client::get`], [`Client::put`]), or any other
+//! datagram path that implements [`ClientLink`] ([`Client::get_over`], [`Client::put_over`]:
+//! channels, a fault-injecting relay in tests). RFC 1350 lets a server answer from a new port
+//! (its transfer ID): the client locks onto the address of the first reply and answers
+//! datagrams from anywhere else with ERROR 5, leaving the transfer undisturbed.
 
+use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -16,6 +19,7 @@ use bytes::Bytes;
 use thiserror::Error;
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, sleep, sleep_until};
+use udp_server::Datagram;
 
 use crate::error::ErrorReply;
 use crate::options::RequestOptions;
@@ -26,9 +30,15 @@ use crate::transfer::{BlockSource, Outcome, Receiver, Sender, Timing, Transfer, 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClientConfig {
-    /// Time to wait before resending (unless a `timeout` option is agreed).
+    /// Time to wait before resending (unless a `timeout` option is agreed); with an adaptive
+    /// wait, the first and the longest.
     pub retry_timeout: Duration,
-    /// Timeouts in a row before giving up.
+    /// The shortest wait before resending. Below `retry_timeout`, the wait adapts to the
+    /// measured round trip (RFC 6298) as the server's does; equal to it (the default), the
+    /// wait is fixed, as in common clients.
+    pub min_retry_timeout: Duration,
+    /// The transfer is abandoned after the server has been silent for
+    /// `retry_timeout x (max_retries + 1)`.
     pub max_retries: u32,
     /// Transfer mode.
     pub mode: Mode,
@@ -45,6 +55,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         Self {
             retry_timeout: Duration::from_secs(1),
+            min_retry_timeout: Duration::from_secs(1),
             max_retries: 5,
             mode: Mode::Octet,
             options: RequestOptions::default(),
@@ -77,6 +88,34 @@ pub enum ClientError {
     Abandoned(ErrorReply),
 }
 
+/// A datagram path between a [`Client`] and a server. Implemented for [`UdpSocket`]; tests
+/// implement it over channels (with faults injected, for instance).
+pub trait ClientLink {
+    /// Sends `datagram` to `to`.
+    fn send_datagram(
+        &mut self,
+        datagram: &Datagram,
+        to: SocketAddr,
+    ) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Receives the next datagram into `buf`: its length and sender. Must be cancel-safe (it
+    /// races the retransmission timer).
+    fn recv_datagram(
+        &mut self,
+        buf: &mut [u8],
+    ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + Send;
+}
+
+impl ClientLink for UdpSocket {
+    async fn send_datagram(&mut self, datagram: &Datagram, to: SocketAddr) -> io::Result<()> {
+        datagram.send_to(self, to).await.map(drop)
+    }
+
+    async fn recv_datagram(&mut self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.recv_from(buf).await
+    }
+}
+
 /// A TFTP client.
 #[derive(Debug, Clone, Default)]
 pub struct Client {
@@ -95,8 +134,30 @@ impl Client {
         &self.config
     }
 
-    /// Downloads `filename` from `server`.
+    /// Downloads `filename` from `server`, over a fresh UDP socket.
     pub async fn get(&self, server: SocketAddr, filename: &str) -> Result<Bytes, ClientError> {
+        self.get_over(&mut bind_like(server).await?, server, filename)
+            .await
+    }
+
+    /// Uploads `contents` to `server` as `filename`, over a fresh UDP socket.
+    pub async fn put(
+        &self,
+        server: SocketAddr,
+        filename: &str,
+        contents: Bytes,
+    ) -> Result<(), ClientError> {
+        self.put_over(&mut bind_like(server).await?, server, filename, contents)
+            .await
+    }
+
+    /// Downloads `filename` from `server` over `link`.
+    pub async fn get_over(
+        &self,
+        link: &mut impl ClientLink,
+        server: SocketAddr,
+        filename: &str,
+    ) -> Result<Bytes, ClientError> {
         let request = self.request(Opcode::Read, filename, 0);
         let receiver = Receiver::download(
             request,
@@ -106,13 +167,14 @@ impl Client {
             self.timing(),
             now(),
         );
-        let contents = self.run(server, receiver).await?;
+        let contents = self.run(link, server, receiver).await?;
         Ok(contents.unwrap_or_default())
     }
 
-    /// Uploads `contents` to `server` as `filename`.
-    pub async fn put(
+    /// Uploads `contents` to `server` as `filename` over `link`.
+    pub async fn put_over(
         &self,
+        link: &mut impl ClientLink,
         server: SocketAddr,
         filename: &str,
         contents: Bytes,
@@ -120,7 +182,7 @@ impl Client {
         let source = BlockSource::new(contents, self.config.mode);
         let request = self.request(Opcode::Write, filename, source.transfer_size());
         let sender = Sender::upload(source, request, self.config.options, self.timing(), now());
-        self.run(server, sender).await.map(drop)
+        self.run(link, server, sender).await.map(drop)
     }
 
     fn timing(&self) -> Timing {
@@ -129,7 +191,8 @@ impl Client {
             max_retries: self.config.max_retries,
             // A client's request is resent as often as any packet: the server may be busy.
             first_reply_retries: self.config.max_retries,
-            adaptive_floor: None,
+            adaptive_floor: (self.config.min_retry_timeout < self.config.retry_timeout)
+                .then_some(self.config.min_retry_timeout),
         }
     }
 
@@ -151,13 +214,13 @@ impl Client {
         .to_bytes()
     }
 
-    /// Drives `transfer` over a fresh socket; returns the downloaded contents, if any.
+    /// Drives `transfer` over `link`; returns the downloaded contents, if any.
     async fn run<T: Transfer>(
         &self,
+        link: &mut impl ClientLink,
         server: SocketAddr,
         mut transfer: T,
     ) -> Result<Option<Bytes>, ClientError> {
-        let socket = UdpSocket::bind(unspecified_like(server)).await?;
         let mut peer: Option<SocketAddr> = None;
         let mut buf = vec![0; 65_536];
         let mut downloaded = None;
@@ -169,7 +232,7 @@ impl Client {
                     sleep(self.config.send_delay).await;
                 }
                 let to = peer.unwrap_or(server);
-                datagram.send_to(&socket, to).await?;
+                link.send_datagram(&datagram, to).await?;
             }
             if let Some(contents) = transfer.take_upload() {
                 downloaded = Some(contents);
@@ -184,7 +247,7 @@ impl Client {
                 timer.as_mut().reset(Instant::from_std(deadline));
             }
             tokio::select! {
-                received = socket.recv_from(&mut buf) => {
+                received = link.recv_datagram(&mut buf) => {
                     let (len, from) = received?;
                     // Lock onto the port the server answers from (its transfer ID).
                     match peer {
@@ -192,7 +255,7 @@ impl Client {
                         Some(locked) if locked == from => {}
                         _ => {
                             let stray = ErrorReply::new(ErrorCode::UnknownTransferId, "unknown transfer ID");
-                            socket.send_to(&stray.to_bytes(), from).await?;
+                            link.send_datagram(&Datagram::new(stray.to_bytes()), from).await?;
                             continue;
                         }
                     }
@@ -222,10 +285,11 @@ enum Opcode {
     Write,
 }
 
-/// The wildcard address of `server`'s family, any port.
-fn unspecified_like(server: SocketAddr) -> SocketAddr {
-    match server {
+/// A socket on the wildcard address of `server`'s family, any port.
+async fn bind_like(server: SocketAddr) -> io::Result<UdpSocket> {
+    let local: SocketAddr = match server {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    }
+    };
+    UdpSocket::bind(local).await
 }

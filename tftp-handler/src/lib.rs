@@ -34,7 +34,7 @@ mod transfer;
 mod worker;
 
 pub use access::AccessList;
-pub use client::{Client, ClientConfig, ClientError};
+pub use client::{Client, ClientConfig, ClientError, ClientLink};
 pub use config::Config;
 pub use error::ErrorReply;
 pub use handler::TftpHandler;

@@ -206,6 +206,11 @@ impl MemoryStore {
         self.inner.files.is_empty()
     }
 
+    /// Uploads in progress (each holds its name until it is published or abandoned).
+    pub fn uploads_in_progress(&self) -> usize {
+        self.inner.uploading.len()
+    }
+
     /// Bytes held by all files.
     pub fn total_bytes(&self) -> u64 {
         self.inner.total_bytes.load(Ordering::Relaxed)

@@ -3,10 +3,13 @@
 //! It owns the session's IO and a [`Transfer`] state machine, and loops: send what the
 //! machine queued, publish a finished upload, then wait for whichever comes first of the
 //! session's cancellation, a datagram from the peer, or the machine's deadline. A request
-//! from the peer is not for the machine: the same request again before the peer ever
-//! answered is a retransmission of it (ignored; our own timer resends the reply), and any
-//! other request means the peer has moved on to a new transfer, so this one ends and hands
-//! the datagram back to the server to open the next session.
+//! from the peer is not for the machine. The same request again is a copy of it (the peer
+//! resent it, or the network duplicated or delayed it): our own timer resends the reply, or,
+//! once it has stopped resending to a peer that never answered, the copy draws one more,
+//! unless the transfer has stalled for a whole timeout after the peer answered:
+//! then the peer has started over. Any other request means the peer has moved on to a new
+//! transfer. In both cases this one ends and hands the datagram back to the server to open
+//! the next session.
 
 use std::time::Duration;
 
@@ -110,11 +113,12 @@ pub(crate) fn run<T: Transfer + Send, U: Upload>(
                     };
                     match Packet::decode(&datagram) {
                         Ok(Packet::Rrq(_) | Packet::Wrq(_)) => {
-                            if transfer.peer_answered() || datagram != request {
+                            if datagram != request || transfer.stalled(now()) {
                                 debug!("new request from the peer: ending this transfer");
                                 break SessionEnd::Handoff(datagram);
                             }
-                            debug!("duplicate request ignored");
+                            debug!("repeated request");
+                            transfer.handle_repeated_request();
                         }
                         Ok(packet) => {
                             transfer.handle_packet(now(), &packet);

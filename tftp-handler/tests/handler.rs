@@ -468,17 +468,58 @@ mod read {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_same_request_after_the_peer_answered_hands_the_session_off() {
+    async fn a_late_copy_of_the_request_does_not_disturb_a_moving_transfer() {
+        let request = rrq("f", Mode::Octet, &[]);
+        let contents = file(2000);
+        let handler = handler_with(&[("f", contents.clone())]);
+        let (mut peer, task) = start(&handler, request.clone());
+        peer.expect_data(1).await;
+        peer.send(ack(1));
+        peer.expect_data(2).await;
+        // The client's resent request, delayed by the network behind its ACK 1.
+        peer.send(request);
+        peer.send(ack(2));
+        assert_eq!(peer.expect_data(3).await, contents[1024..1536]);
+        peer.send(ack(3));
+        peer.expect_data(4).await;
+        peer.send(ack(4));
+        assert_eq!(end_of(task).await, SessionEnd::Done);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_same_request_after_the_transfer_stalled_for_a_timeout_starts_over() {
         let request = rrq("f", Mode::Octet, &[]);
         let handler = handler_with(&[("f", file(2000))]);
         let (mut peer, task) = start(&handler, request.clone());
         peer.expect_data(1).await;
         peer.send(ack(1));
         peer.expect_data(2).await;
-        // A client that answered and now asks again has started over: a new transfer.
+        // The client gave up on this transfer and, a timeout later, asks again.
+        tokio::time::sleep(SECOND).await;
         peer.send(request.clone());
         assert_eq!(end_at_once(task).await, SessionEnd::Handoff(request));
-        peer.expect_closed().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_repeated_request_draws_the_first_reply_once_the_resends_ran_out() {
+        let request = rrq("f", Mode::Octet, &[]);
+        let handler = handler_with(&[("f", file(2000))]);
+        let (mut peer, _task) = start(&handler, request.clone());
+        // DATA 1, then the timer's two resends at 1 s and 2 s.
+        for _ in 0..3 {
+            peer.expect_data(1).await;
+        }
+        // The server now only listens; the client's own resend of its request is answered,
+        // one DATA 1 per request.
+        tokio::time::sleep(SECOND / 2).await;
+        peer.send(request.clone());
+        assert!(matches!(
+            peer.expect_after(Duration::ZERO).await,
+            Reply::Data(1, _)
+        ));
+        peer.expect_silence(SECOND / 4).await;
+        peer.send(ack(1));
+        peer.expect_data(2).await;
     }
 
     #[tokio::test(start_paused = true)]

@@ -32,6 +32,9 @@ pub(crate) use source::BlockSource;
 pub(crate) trait Transfer {
     /// A packet from the peer (never a request: those are the worker's business).
     fn handle_packet(&mut self, now: Instant, packet: &Packet<'_>);
+    /// The peer sent its request again before ever answering: send the first reply again if
+    /// the timer has stopped resending it.
+    fn handle_repeated_request(&mut self);
     /// The time from [`poll_timeout`](Self::poll_timeout) has come.
     fn handle_timeout(&mut self, now: Instant);
     /// The next datagram to send, if any.
@@ -43,8 +46,9 @@ pub(crate) trait Transfer {
     fn outcome(&self) -> Option<&Outcome>;
     /// True when the transfer has nothing more to do.
     fn is_finished(&self) -> bool;
-    /// True once the peer has answered the first reply, i.e. it is known to be a live client.
-    fn peer_answered(&self) -> bool;
+    /// True when the peer has answered but then not moved the transfer forward for a whole
+    /// timeout (a repeat of its request then means it started over).
+    fn stalled(&self, now: Instant) -> bool;
     /// Byte and retransmission counts, for the log.
     fn progress(&self) -> Progress;
     /// Ends the transfer now with `reply` sent to the peer (unless it has already ended).

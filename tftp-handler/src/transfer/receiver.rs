@@ -6,8 +6,9 @@
 //! DATA 1 arrives. Blocks are kept only in order; with `windowsize` (RFC 7440) an ACK goes out
 //! after every `windowsize` blocks, and on a gap (a block from further ahead) the last in-order
 //! block is acknowledged once so that the sender resumes right after it. A duplicate block
-//! (the sender did not see our ACK) is answered with the current ACK, at most once per
-//! quarter timeout so that a resent window does not draw a burst of ACKs. On timeout the
+//! (the sender did not see our ACK) is answered with the current ACK, once per resent window:
+//! a duplicate that directly follows the previous duplicate is part of the same window and
+//! draws nothing, so each resend of the sender, however soon it comes, gets one ACK. On timeout the
 //! current ACK is resent. When the short final block arrives the contents are handed over for
 //! publishing ([`Transfer::take_upload`]); only once published does the final ACK go out, so
 //! a client that reads the file right after its upload sees it. Then the transfer dallies,
@@ -64,8 +65,9 @@ pub(crate) struct Receiver {
     since_ack: u16,
     /// Whether the current gap has been reported already.
     gap_reported: bool,
-    /// When we last sent an ACK (duplicates within a quarter timeout of it are not answered).
-    last_ack_at: Option<Instant>,
+    /// The last duplicate block seen: the next duplicate that follows it directly belongs to
+    /// the same resent window and is not answered.
+    last_duplicate: Option<u16>,
     /// The file so far, untranslated.
     contents: BytesMut,
     /// File bytes received so far (after translation), for the log.
@@ -161,7 +163,7 @@ impl Receiver {
             received: 0,
             since_ack: 0,
             gap_reported: false,
-            last_ack_at: None,
+            last_duplicate: None,
             contents: BytesMut::with_capacity(preallocation(&params)),
             bytes_received: 0,
             decoder: (params.mode != Mode::Octet).then(NetasciiDecoder::new),
@@ -173,7 +175,7 @@ impl Receiver {
             transmit: VecDeque::new(),
             outcome: None,
         };
-        receiver.send_current_ack(now);
+        receiver.send_current_ack();
         receiver.timer.arm(now);
         receiver
     }
@@ -197,19 +199,18 @@ impl Receiver {
         self.first_reply = ack_zero();
         self.state = State::Receiving;
         self.timer.progress(now);
-        self.send_current_ack(now);
+        self.send_current_ack();
         self.timer.arm(now);
     }
 
     /// Acknowledges the last in-order block (or the request, before DATA 1).
-    fn send_current_ack(&mut self, now: Instant) {
+    fn send_current_ack(&mut self) {
         let datagram = if self.received == 0 {
             Datagram::new(self.first_reply.clone())
         } else {
             Datagram::with_header(ack(self.received as u16), Bytes::new())
         };
         self.transmit.push_back(datagram);
-        self.last_ack_at = Some(now);
         self.since_ack = 0;
     }
 
@@ -218,17 +219,17 @@ impl Receiver {
         // Where the block stands relative to the expected one, on wrapped numbers.
         let offset = block.wrapping_sub(expected) as i16;
         if offset < 0 {
-            let quiet = self.timer.wait() / 4;
-            let recently_acked = self.last_ack_at.is_some_and(|at| now < at + quiet);
-            if self.received > 0 && !recently_acked {
-                self.send_current_ack(now);
+            let same_burst = self.last_duplicate == Some(block.wrapping_sub(1));
+            self.last_duplicate = Some(block);
+            if self.received > 0 && !same_burst {
+                self.send_current_ack();
             }
             return;
         }
         if offset > 0 {
             if !self.gap_reported {
                 self.gap_reported = true;
-                self.send_current_ack(now);
+                self.send_current_ack();
             }
             return;
         }
@@ -269,7 +270,7 @@ impl Receiver {
         }
         self.since_ack += 1;
         if self.since_ack >= self.window_size {
-            self.send_current_ack(now);
+            self.send_current_ack();
             self.timer.arm(now);
         }
     }
@@ -329,11 +330,18 @@ impl Transfer for Receiver {
         }
     }
 
+    fn handle_repeated_request(&mut self) {
+        if matches!(self.state, State::Receiving) && self.timer.resend_on_request() {
+            self.transmit
+                .push_back(Datagram::new(self.first_reply.clone()));
+        }
+    }
+
     fn handle_timeout(&mut self, now: Instant) {
         match self.state {
             State::Requesting(_) | State::Receiving => match self.timer.expire(now) {
                 Expiry::NotYet | Expiry::Wait => {}
-                Expiry::Resend => self.send_current_ack(now),
+                Expiry::Resend => self.send_current_ack(),
                 Expiry::GiveUp => {
                     self.outcome = Some(Outcome::TimedOut);
                     self.state = State::Done;
@@ -364,8 +372,8 @@ impl Transfer for Receiver {
         self.state == State::Done
     }
 
-    fn peer_answered(&self) -> bool {
-        self.timer.peer_answered()
+    fn stalled(&self, now: Instant) -> bool {
+        self.timer.stalled(now)
     }
 
     fn progress(&self) -> Progress {
@@ -485,6 +493,19 @@ mod tests {
         assert_eq!(drain(&mut r), vec![Sent::Ack(1)]);
         r.handle_packet(later, &data(2, b"x"));
         assert_eq!(publish(&mut r, later), "abcdx");
+    }
+
+    #[test]
+    fn every_resend_of_a_block_draws_an_ack_however_soon_it_comes() {
+        let now = Instant::now();
+        let mut r = Receiver::new(params(4, 1), timing(), now);
+        r.handle_packet(now, &data(1, b"abcd"));
+        drain(&mut r);
+        // Our ACK 1 is lost twice: the sender's resends 10 ms apart each get it again.
+        for ms in [10, 20, 30] {
+            r.handle_packet(now + Duration::from_millis(ms), &data(1, b"abcd"));
+            assert_eq!(drain(&mut r), vec![Sent::Ack(1)]);
+        }
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub(crate) struct Retransmit {
     deadline: Option<Instant>,
     /// When the silence budget runs out, once armed.
     give_up_at: Option<Instant>,
+    /// When the peer last moved the transfer forward.
+    last_progress: Option<Instant>,
     /// When the packet(s) now awaiting an answer were sent, unless they have been resent
     /// since (Karn's rule: then the answer's round trip is ambiguous).
     sent_at: Option<Instant>,
@@ -91,6 +93,7 @@ impl Retransmit {
             wait: timing.timeout,
             deadline: None,
             give_up_at: None,
+            last_progress: None,
             sent_at: None,
             retries: 0,
             peer_answered: false,
@@ -116,6 +119,7 @@ impl Retransmit {
     /// was sent once, forget past timeouts, renew the budget and wait afresh.
     pub(crate) fn progress(&mut self, now: Instant) {
         self.peer_answered = true;
+        self.last_progress = Some(now);
         self.retries = 0;
         if let (Some(sent), Some(floor)) = (self.sent_at.take(), self.timing.adaptive_floor) {
             self.rtt.sample(now.saturating_duration_since(sent));
@@ -160,8 +164,22 @@ impl Retransmit {
         self.deadline
     }
 
-    pub(crate) fn peer_answered(&self) -> bool {
-        self.peer_answered
+    /// The peer repeated its request while we wait, silently, for its first answer (the
+    /// first reply was sent as often as it may be on our own): true if the reply should go
+    /// once more (counted as a resend). One datagram in, one out: no amplification.
+    pub(crate) fn resend_on_request(&mut self) -> bool {
+        let silent = !self.peer_answered && self.retries >= self.timing.first_reply_retries;
+        if silent {
+            self.retransmits += 1;
+        }
+        silent
+    }
+
+    /// True when the peer answered once but has not moved the transfer forward for a whole
+    /// configured timeout: it may well have given up on it.
+    pub(crate) fn stalled(&self, now: Instant) -> bool {
+        self.last_progress
+            .is_some_and(|at| now.saturating_duration_since(at) >= self.timing.timeout)
     }
 
     pub(crate) fn retransmits(&self) -> u64 {
@@ -177,7 +195,8 @@ impl Retransmit {
     }
 
     /// The current wait before a resend.
-    pub(crate) fn wait(&self) -> Duration {
+    #[cfg(test)]
+    fn wait(&self) -> Duration {
         self.wait
     }
 }

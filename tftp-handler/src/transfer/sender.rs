@@ -225,6 +225,12 @@ impl Transfer for Sender {
         }
     }
 
+    fn handle_repeated_request(&mut self) {
+        if self.outcome.is_none() && self.timer.resend_on_request() {
+            self.send_handshake_or_window();
+        }
+    }
+
     fn handle_timeout(&mut self, now: Instant) {
         match self.timer.expire(now) {
             Expiry::NotYet | Expiry::Wait => {}
@@ -249,8 +255,8 @@ impl Transfer for Sender {
         self.outcome.is_some()
     }
 
-    fn peer_answered(&self) -> bool {
-        self.timer.peer_answered()
+    fn stalled(&self, now: Instant) -> bool {
+        self.timer.stalled(now)
     }
 
     fn fail(&mut self, reply: ErrorReply) {
@@ -462,7 +468,7 @@ mod tests {
         );
         s.handle_packet(now, &ack(0));
         assert_eq!(data_blocks(&drain(&mut s)), vec![1]);
-        assert!(s.peer_answered());
+        assert!(s.stalled(now + SECOND), "the peer has answered");
     }
 
     #[test]
