@@ -144,6 +144,12 @@ pub(crate) struct Args {
           env = "MEMTFTPD_DALLY", help_heading = "Protocol")]
     pub(crate) dally: Duration,
 
+    /// One-off ERROR replies per second (to stray packets, malformed requests, requests refused
+    /// while busy); beyond it they are dropped. Bounds what a spoofer can reflect. 0: none.
+    #[arg(long, value_name = "N", default_value_t = Config::default().error_reply_rate,
+          env = "MEMTFTPD_ERROR_REPLY_RATE", help_heading = "Network")]
+    pub(crate) error_reply_rate: u32,
+
     /// The longest one transfer may take; then it is ended with ERROR 0 (so that a client
     /// answering just before every timeout cannot hold a session forever).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_positive_duration,
@@ -266,6 +272,7 @@ impl Args {
         config.max_retries = self.retries;
         config.max_transfer_time = self.max_transfer_time;
         config.dally = self.dally;
+        config.error_reply_rate = self.error_reply_rate;
         config.max_block_size = self.max_block_size;
         config.max_window_size = self.max_window_size;
         config.allow_read = !self.write_only;

@@ -47,6 +47,10 @@ pub struct Config {
     pub allow_overwrite: bool,
     /// Which peer addresses are served at all; others get no answer.
     pub access: AccessList,
+    /// One-off ERROR replies per second (to a stray DATA/ACK, a malformed request, a request
+    /// refused while busy), in bursts of up to as many; over it, such datagrams get no reply.
+    /// Bounds what a spoofer can reflect off the server. 0: never send them.
+    pub error_reply_rate: u32,
 }
 
 impl Default for Config {
@@ -64,6 +68,7 @@ impl Default for Config {
             allow_write: true,
             allow_overwrite: true,
             access: AccessList::open(),
+            error_reply_rate: 200,
         }
     }
 }

@@ -4,8 +4,9 @@
 //! (served by the `session` module); a DATA, ACK or OACK gets ERROR 5 (unknown transfer ID) and
 //! no session; a peer's ERROR is never answered; anything malformed gets ERROR 4 saying what
 //! is wrong. When the server refuses a peer (too many sessions, shutting down) a request gets
-//! an ERROR saying so, and nothing else gets a reply. A peer outside the access list gets no
-//! reply at all.
+//! an ERROR saying so, and nothing else gets a reply. These one-off replies are rate-limited
+//! ([`Config::error_reply_rate`]); over the limit, nothing is sent. A peer outside the access
+//! list gets no reply at all.
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use udp_server::{Datagram, PeerSender, ProtocolHandler, Refusal, SessionFuture, 
 use crate::config::Config;
 use crate::error::ErrorReply;
 use crate::packet::{ErrorCode, Packet};
+use crate::reply_limit::ReplyLimit;
 use crate::session;
 use crate::store::{MemoryStore, Store};
 
@@ -26,6 +28,8 @@ pub struct TftpHandler<S = MemoryStore> {
     store: Arc<S>,
     /// Protocol settings, shared with every session.
     config: Arc<Config>,
+    /// Bounds the one-off ERROR replies.
+    reply_limit: ReplyLimit,
 }
 
 impl<S: Store> TftpHandler<S> {
@@ -33,6 +37,7 @@ impl<S: Store> TftpHandler<S> {
     pub fn new(store: S, config: Config) -> Self {
         Self {
             store: Arc::new(store),
+            reply_limit: ReplyLimit::new(config.error_reply_rate),
             config: Arc::new(config),
         }
     }
@@ -48,10 +53,17 @@ impl<S: Store> TftpHandler<S> {
     }
 }
 
-/// Queues a one-off ERROR to the peer (best effort: dropped if the send queue is full).
-fn reply_once(reply: &PeerSender, error: ErrorReply) {
-    debug!(peer = %reply.peer(), %error, "one-off error reply");
-    reply.try_send(Datagram::new(error.to_bytes()));
+impl<S> TftpHandler<S> {
+    /// Queues a one-off ERROR to the peer, within the rate limit (best effort: dropped if the
+    /// send queue is full).
+    fn reply_once(&self, reply: &PeerSender, error: ErrorReply) {
+        if !self.reply_limit.admit() {
+            debug!(peer = %reply.peer(), %error, "one-off error reply over the rate limit: dropped");
+            return;
+        }
+        debug!(peer = %reply.peer(), %error, "one-off error reply");
+        reply.try_send(Datagram::new(error.to_bytes()));
+    }
 }
 
 impl<S: Store> ProtocolHandler for TftpHandler<S> {
@@ -63,7 +75,7 @@ impl<S: Store> ProtocolHandler for TftpHandler<S> {
         match Packet::decode(&first) {
             Ok(Packet::Rrq(_) | Packet::Wrq(_)) => {}
             Ok(Packet::Data { .. } | Packet::Ack { .. } | Packet::Oack { .. }) => {
-                reply_once(
+                self.reply_once(
                     &io.outbound,
                     ErrorReply::new(ErrorCode::UnknownTransferId, "unknown transfer ID"),
                 );
@@ -71,7 +83,7 @@ impl<S: Store> ProtocolHandler for TftpHandler<S> {
             }
             Ok(Packet::Error { .. }) => return None, // never answer an error
             Err(e) => {
-                reply_once(
+                self.reply_once(
                     &io.outbound,
                     ErrorReply::new(
                         ErrorCode::IllegalOperation,
@@ -98,6 +110,6 @@ impl<S: Store> ProtocolHandler for TftpHandler<S> {
             Refusal::PeerLimit => "too many transfers from your address, try again later",
             _ => "server busy, try again later",
         };
-        reply_once(reply, ErrorReply::new(ErrorCode::NotDefined, message));
+        self.reply_once(reply, ErrorReply::new(ErrorCode::NotDefined, message));
     }
 }

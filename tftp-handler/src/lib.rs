@@ -12,7 +12,8 @@
 //! - `transfer`: the sender (DATA out) and receiver (DATA in) state machines; no IO, no clock.
 //! - `worker`: the async actor that feeds a state machine datagrams and timeouts.
 //! - `session`: checks a request and starts the right transfer.
-//! - [`handler`]: [`TftpHandler`], the `ProtocolHandler` implementation.
+//! - [`handler`]: [`TftpHandler`], the `ProtocolHandler` implementation; `reply_limit`: the
+//!   rate limit of its one-off ERROR replies.
 //! - [`client`]: [`Client`], a TFTP client made of the same state machines.
 //! - [`store`]: the [`Store`] trait and the in-memory [`MemoryStore`]; [`persist`]: the same,
 //!   saving completed uploads to a directory.
@@ -28,6 +29,7 @@ pub mod netascii;
 pub mod options;
 pub mod packet;
 pub mod persist;
+mod reply_limit;
 mod session;
 pub mod store;
 mod transfer;

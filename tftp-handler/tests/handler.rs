@@ -58,6 +58,31 @@ mod first_datagram {
         peer.rest().await
     }
 
+    /// Offers a stray ACK from each of `peers` fresh ports; how many got an ERROR back.
+    async fn strays_answered(handler: &TftpHandler, ports: std::ops::Range<u16>) -> usize {
+        let mut answered = 0;
+        for port in ports {
+            let (mut peer, task) = open(handler, peer_addr(port), ack(1));
+            assert!(task.is_none());
+            answered += peer.rest().await.len();
+        }
+        answered
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_off_errors_are_rate_limited_and_resume_as_the_bucket_refills() {
+        let mut config = Config::default();
+        config.error_reply_rate = 100;
+        let handler = handler_with_config(&[], config);
+        assert_eq!(strays_answered(&handler, 1..1001).await, 100, "one burst");
+        tokio::time::advance(SECOND / 2).await;
+        assert_eq!(
+            strays_answered(&handler, 2001..3001).await,
+            50,
+            "half a second's worth"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_data_packet_as_first_datagram_gets_error_5_and_no_session() {
         let sent = no_session_reply(data(1, b"stray")).await;

@@ -1,7 +1,7 @@
 //! Transfer IDs (RFC 1350 section 4): a transfer belongs to one peer address and port. In
 //! single-port mode that pair is all that tells transfers apart, so packets from any other
-//! port or address must neither move a transfer nor draw its data: they get ERROR 5 (or, if
-//! the server ever rate-limits those, nothing).
+//! port or address must neither move a transfer nor draw its data: they get ERROR 5, within
+//! the server's rate limit of such one-off replies (`--error-reply-rate`), and nothing beyond.
 //!
 //! The real transfer here is a lock-step download driven block by block, so that the strays
 //! carry exactly the block number the transfer is at: just after DATA n arrives and just
@@ -13,8 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use memtftpd_tests::hostile::{Received, Seen};
-use memtftpd_tests::{RawClient, Reply, TestServer, assert_same_bytes, pattern};
-use tftp_handler::{ErrorCode, Mode, Packet};
+use memtftpd_tests::{
+    RawClient, Reply, TestServer, assert_same_bytes, pattern, test_server_config,
+};
+use tftp_handler::{Config, ErrorCode, MemoryStore, Mode, Packet};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -112,7 +114,15 @@ async fn record(socket: Arc<UdpSocket>, done: CancellationToken) -> Vec<Received
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strays_at_the_current_block_get_error_5_and_leave_a_lock_step_download_untouched() {
     let contents = pattern(1 << 20, 31);
-    let server = TestServer::with_file("f.bin", contents.clone());
+    // A fixed 1 s wait: this test drives the download block by block and takes its time
+    // between DATA and ACK (it sends the strays then), which the adaptive wait would answer
+    // with resends; here any resend must be the strays' doing.
+    let mut config = Config::default();
+    config.min_retry_timeout = config.retry_timeout;
+    let rate = config.error_reply_rate as usize;
+    let server = TestServer::start(MemoryStore::default(), config, test_server_config());
+    server.store().insert("f.bin", contents.clone().into());
+    let started = std::time::Instant::now();
     let addr = server.addr();
     let mut strays = [
         Stray::bind(LOCALHOST, addr).await,
@@ -152,6 +162,7 @@ async fn strays_at_the_current_block_get_error_5_and_leave_a_lock_step_download_
     assert_same_bytes(&downloaded, &contents, "download among strays");
 
     let mut report = Vec::new();
+    let mut total_replies = 0;
     for stray in strays {
         let local = stray.socket.local_addr().unwrap();
         let (sent, replies) = stray.finish().await;
@@ -167,11 +178,17 @@ async fn strays_at_the_current_block_get_error_5_and_leave_a_lock_step_download_
             );
         }
         assert!(replies.len() <= sent, "{local}: {} replies", replies.len());
-        // The server does not rate-limit ERROR 5 today; even one that did would answer the
-        // first stray.
         assert!(!replies.is_empty(), "{local} got no ERROR 5 at all");
+        total_replies += replies.len();
         report.push(format!("{local}: {sent} strays, {} ERROR 5", replies.len()));
     }
+    // Both strays share one budget: a burst of `rate`, then `rate` per second; the first
+    // burst alone is answered in (nearly) full.
+    let budget = rate + (started.elapsed().as_secs_f64() * rate as f64).ceil() as usize;
+    assert!(
+        (rate / 2..=budget).contains(&total_replies),
+        "{total_replies} ERROR 5 replies; the rate limit allows {budget}"
+    );
     println!(
         "transfer id: {} blocks downloaded, {} resent by the server; {}",
         expected,
