@@ -6,7 +6,8 @@
 //! for all: the first datagram (or one arriving after the session ended) is offered to
 //! [`ProtocolHandler::open_session`], later ones go to the live session's inbound channel
 //! (dropped when it is full), and a session's [`SessionEnd::Handoff`] datagram is offered
-//! again. The network counts live sessions and every DATA packet the server sends.
+//! again. The network counts live sessions, and the DATA packets the server sends, in all
+//! and to each client.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -59,6 +60,9 @@ pub(crate) struct Counts {
     pub(crate) server_data_sent: AtomicU64,
 }
 
+/// A live session: its inbound channel and its task.
+type Route = (mpsc::Sender<Bytes>, JoinHandle<()>);
+
 impl Network {
     /// A network with `upstream` and `downstream` faults in front of `handler`.
     pub(crate) fn new(
@@ -104,17 +108,20 @@ impl Network {
             Arc::clone(&self.counts.paths),
             to_router.clone(),
         );
+        let data_sent = Arc::new(AtomicU64::new(0));
         let router = Router {
             handler: Arc::clone(&self.handler),
             peer,
             downstream,
             requeue: to_router.downgrade(),
             counts: Arc::clone(&self.counts),
+            data_sent: Arc::clone(&data_sent),
         };
         tokio::spawn(router.run(routed));
         ChannelLink {
             to_server: upstream,
             from_server,
+            data_sent,
         }
     }
 
@@ -141,10 +148,9 @@ struct Router {
     /// the client's path does).
     requeue: WeakUnboundedSender<Bytes>,
     counts: Arc<Counts>,
+    /// DATA the server sent this client.
+    data_sent: Arc<AtomicU64>,
 }
-
-/// A live session: its inbound channel and its task.
-type Route = (mpsc::Sender<Bytes>, JoinHandle<()>);
 
 impl Router {
     async fn run(self, mut routed: UnboundedReceiver<Bytes>) {
@@ -170,11 +176,13 @@ impl Router {
         let (io, mut far) = SessionIo::detached(self.peer, INBOUND_DEPTH, 4096);
         let downstream = self.downstream.clone();
         let counts = Arc::clone(&self.counts);
+        let data_sent = Arc::clone(&self.data_sent);
         tokio::spawn(async move {
             while let Some(outgoing) = far.outbound.recv().await {
                 let datagram = outgoing.datagram.to_vec();
                 if datagram.starts_with(&[0, 3]) {
                     counts.server_data_sent.fetch_add(1, Ordering::Relaxed);
+                    data_sent.fetch_add(1, Ordering::Relaxed);
                 }
                 let _ = downstream.send(Bytes::from(datagram));
             }
@@ -202,6 +210,15 @@ pub(crate) struct ChannelLink {
     to_server: UnboundedSender<Bytes>,
     /// Out of the server-to-client path.
     from_server: UnboundedReceiver<Bytes>,
+    /// DATA the server sent this client.
+    data_sent: Arc<AtomicU64>,
+}
+
+impl ChannelLink {
+    /// DATA packets the server has sent this client so far.
+    pub(crate) fn data_sent(&self) -> u64 {
+        self.data_sent.load(Ordering::Relaxed)
+    }
 }
 
 impl ClientLink for ChannelLink {
