@@ -332,9 +332,12 @@ async fn thirty_percent_loss_completes_nearly_all_and_never_corrupts_or_publishe
     // A link this bad calls for a longer silence budget (`--retries 20`), on both ends, and a
     // longer dally (`--dally 20s`): a final ACK lost for the whole default 2 s would leave the
     // client, whose upload is published, with an ERROR 5 to its last resend.
+    // And a 1 MiB file at blksize 8 is 131,072 lock-step round trips, most of them repeated:
+    // longer than the default hour (`--max-transfer-time`).
     let mut config = Config::default();
     config.max_retries = 20;
     config.dally = Duration::from_secs(20);
+    config.max_transfer_time = Duration::from_secs(86_400);
     let mut client = adaptive_client();
     client.max_retries = 20;
     let report = run(&specs, config, client, Faults::loss(0.30), 22).await;
