@@ -865,3 +865,13 @@ pub async fn check_uploads(
 pub fn strings<const N: usize>(parts: [&str; N]) -> Vec<String> {
     parts.into_iter().map(str::to_owned).collect()
 }
+
+/// The environment variable that runs the load tests at full size (see [`full_size`]).
+pub const FULL_SIZE: &str = "MEMTFTPD_FULL_SIZE";
+
+/// Whether load tests run at the size their published figures are quoted for
+/// ([`FULL_SIZE`]`=1`), rather than at the smaller size that keeps `cargo test` to a few
+/// seconds on a 2-core machine. Each test chooses its two sizes; this only reads the switch.
+pub fn full_size() -> bool {
+    std::env::var_os(FULL_SIZE).is_some_and(|v| v == "1")
+}

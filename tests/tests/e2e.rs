@@ -23,7 +23,11 @@ mod hostile;
 mod hpa;
 #[path = "e2e/load.rs"]
 mod load;
+#[path = "e2e/nothing_lost.rs"]
+mod nothing_lost;
 #[path = "e2e/protocol.rs"]
 mod protocol;
+#[path = "e2e/slow_clients.rs"]
+mod slow_clients;
 #[path = "e2e/transfer_id.rs"]
 mod transfer_id;
