@@ -74,9 +74,13 @@ struct TransferArgs {
     /// Ask the server to use this retransmission timeout (`timeout`/`utimeout`).
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     timeout_option: Option<Duration>,
-    /// Our own wait before resending.
+    /// Our own wait before resending (the first and the longest, with `--min-retry-timeout`).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_positive_duration)]
     retry_timeout: Duration,
+    /// Adapt our wait to the measured round trip (RFC 6298), never below this (e.g. `10ms`),
+    /// as memtftpd does; by default the wait is fixed at `--retry-timeout`, as in common clients.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    min_retry_timeout: Option<Duration>,
     /// Timeouts in a row before giving up.
     #[arg(long, value_name = "N", default_value_t = 5)]
     retries: u32,
@@ -112,6 +116,9 @@ impl TransferArgs {
         };
         config.options = options;
         config.retry_timeout = self.retry_timeout;
+        config.min_retry_timeout = self
+            .min_retry_timeout
+            .map_or(self.retry_timeout, |floor| floor.min(self.retry_timeout));
         config.max_retries = self.retries;
         config
     }
