@@ -65,8 +65,8 @@ pub(crate) struct Receiver {
     since_ack: u16,
     /// Whether the current gap has been reported already.
     gap_reported: bool,
-    /// The last duplicate block seen: the next duplicate that follows it directly belongs to
-    /// the same resent window and is not answered.
+    /// The last duplicate block seen since the last in-order one: the next duplicate that
+    /// follows it directly belongs to the same resent window and is not answered.
     last_duplicate: Option<u16>,
     /// The file so far, untranslated.
     contents: BytesMut,
@@ -252,6 +252,7 @@ impl Receiver {
         self.received += 1;
         self.bytes_received = self.contents.len() as u64;
         self.gap_reported = false;
+        self.last_duplicate = None;
         self.timer.progress(now);
         if data.len() < self.block_size {
             if let Some(decoder) = &mut self.decoder {
