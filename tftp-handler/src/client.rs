@@ -191,8 +191,10 @@ impl Client {
             max_retries: self.config.max_retries,
             // A client's request is resent as often as any packet: the server may be busy.
             first_reply_retries: self.config.max_retries,
-            adaptive_floor: (self.config.min_retry_timeout < self.config.retry_timeout)
-                .then_some(self.config.min_retry_timeout),
+            adaptive_floor: Timing::adaptive_floor(
+                self.config.min_retry_timeout,
+                self.config.retry_timeout,
+            ),
         }
     }
 

@@ -171,9 +171,8 @@ fn timing(config: &Config, negotiated: &Negotiated) -> Timing {
     let params = &negotiated.params;
     let timeout = params.retry_timeout.unwrap_or(config.retry_timeout);
     // A negotiated timeout is obeyed exactly; otherwise the wait adapts to the round trip.
-    let adaptive_floor = (params.retry_timeout.is_none()
-        && config.min_retry_timeout < config.retry_timeout)
-        .then_some(config.min_retry_timeout);
+    let adaptive_floor = Timing::adaptive_floor(config.min_retry_timeout, config.retry_timeout)
+        .filter(|_| params.retry_timeout.is_none());
     let span = Span::current();
     span.record("blksize", params.block_size);
     span.record("windowsize", params.window_size);

@@ -3,13 +3,13 @@
 //! It owns the session's IO and a [`Transfer`] state machine, and loops: send what the
 //! machine queued, publish a finished upload, then wait for whichever comes first of the
 //! session's cancellation, a datagram from the peer, or the machine's deadline. A request
-//! from the peer is not for the machine. The same request again is a copy of it (the peer
-//! resent it, or the network duplicated or delayed it): our own timer resends the reply, or,
-//! once it has stopped resending to a peer that never answered, the copy draws one more,
-//! unless the transfer has stalled for a whole timeout after the peer answered:
-//! then the peer has started over. Any other request means the peer has moved on to a new
-//! transfer. In both cases this one ends and hands the datagram back to the server to open
-//! the next session.
+//! from the peer is not for the machine. The same request again is normally a copy (the peer
+//! resent it, or the network duplicated or delayed it): the transfer goes on, and if the peer
+//! has never answered and our timer has stopped resending the first reply, the copy draws it
+//! once more. But if the transfer has stalled for a whole timeout after the peer answered, the
+//! same request means the peer started over; and any other request means it moved on to a new
+//! transfer. In those two cases this one ends and hands the datagram back to the server to
+//! open the next session.
 
 use std::time::Duration;
 

@@ -8,8 +8,8 @@
 //! block is acknowledged once so that the sender resumes right after it. A duplicate block
 //! (the sender did not see our ACK) is answered with the current ACK, once per resent window:
 //! a duplicate that directly follows the previous duplicate is part of the same window and
-//! draws nothing, so each resend of the sender, however soon it comes, gets one ACK. On timeout the
-//! current ACK is resent. When the short final block arrives the contents are handed over for
+//! draws nothing, so each resend of the sender, however soon it comes, gets one ACK. On
+//! timeout the current ACK is resent. When the short final block arrives the contents are handed over for
 //! publishing ([`Transfer::take_upload`]); only once published does the final ACK go out, so
 //! a client that reads the file right after its upload sees it. Then the transfer dallies,
 //! answering a retransmitted final block with the final ACK again (RFC 1350 section 6).
@@ -333,8 +333,7 @@ impl Transfer for Receiver {
 
     fn handle_repeated_request(&mut self) {
         if matches!(self.state, State::Receiving) && self.timer.resend_on_request() {
-            self.transmit
-                .push_back(Datagram::new(self.first_reply.clone()));
+            self.send_current_ack(); // the first reply: nothing has been received
         }
     }
 

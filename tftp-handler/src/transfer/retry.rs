@@ -37,6 +37,12 @@ pub(crate) struct Timing {
 }
 
 impl Timing {
+    /// The adaptive floor for a configured shortest and longest wait: `None` (a fixed wait)
+    /// unless the shortest is below the longest.
+    pub(crate) fn adaptive_floor(shortest: Duration, longest: Duration) -> Option<Duration> {
+        (shortest < longest).then_some(shortest)
+    }
+
     /// How long the peer may stay silent before the transfer is abandoned.
     fn silence_budget(&self) -> Duration {
         self.timeout
@@ -72,15 +78,13 @@ pub(crate) struct Retransmit {
     deadline: Option<Instant>,
     /// When the silence budget runs out, once armed.
     give_up_at: Option<Instant>,
-    /// When the peer last moved the transfer forward.
+    /// When the peer last moved the transfer forward (`None`: it has never answered).
     last_progress: Option<Instant>,
     /// When the packet(s) now awaiting an answer were sent, unless they have been resent
     /// since (Karn's rule: then the answer's round trip is ambiguous).
     sent_at: Option<Instant>,
     /// Timeouts since the last progress.
     retries: u32,
-    /// Whether the peer has ever made progress.
-    peer_answered: bool,
     /// Resends so far, for the log.
     retransmits: u64,
 }
@@ -96,7 +100,6 @@ impl Retransmit {
             last_progress: None,
             sent_at: None,
             retries: 0,
-            peer_answered: false,
             retransmits: 0,
         }
     }
@@ -118,7 +121,6 @@ impl Retransmit {
     /// The peer moved the transfer forward: take a round-trip sample if the answered packet
     /// was sent once, forget past timeouts, renew the budget and wait afresh.
     pub(crate) fn progress(&mut self, now: Instant) {
-        self.peer_answered = true;
         self.last_progress = Some(now);
         self.retries = 0;
         if let (Some(sent), Some(floor)) = (self.sent_at.take(), self.timing.adaptive_floor) {
@@ -147,7 +149,7 @@ impl Retransmit {
             self.wait = self.wait.saturating_mul(2).min(self.timing.timeout);
         }
         self.wait_from(now);
-        if !self.peer_answered && self.retries > self.timing.first_reply_retries {
+        if self.last_progress.is_none() && self.retries > self.timing.first_reply_retries {
             return Expiry::Wait;
         }
         self.retransmits += 1;
@@ -168,7 +170,8 @@ impl Retransmit {
     /// first reply was sent as often as it may be on our own): true if the reply should go
     /// once more (counted as a resend). One datagram in, one out: no amplification.
     pub(crate) fn resend_on_request(&mut self) -> bool {
-        let silent = !self.peer_answered && self.retries >= self.timing.first_reply_retries;
+        let silent =
+            self.last_progress.is_none() && self.retries >= self.timing.first_reply_retries;
         if silent {
             self.retransmits += 1;
         }
