@@ -146,8 +146,11 @@ fn serve_socket<H: ProtocolHandler>(
     socket: std::net::UdpSocket,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
+    // Sockets and timers only: signals are the main thread's (a signal or process driver here
+    // would be polled on every park for nothing).
     let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_io()
+        .enable_time()
         .build()
         .map_err(|e| format!("cannot start the runtime for {addr}: {e}"))?;
     runtime.block_on(async {

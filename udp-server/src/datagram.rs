@@ -75,17 +75,17 @@ impl Datagram {
     /// without joining them (what the send loop does for every datagram; public so that a
     /// client on its own socket sends the same way).
     pub async fn send_to(&self, socket: &UdpSocket, to: SocketAddr) -> io::Result<usize> {
-        let (header, payload) = (self.header(), self.payload());
-        if header.is_empty() {
-            return socket.send_to(payload, to).await;
-        }
         let to = SockAddr::from(to);
-        let parts = [IoSlice::new(header), IoSlice::new(payload)];
         socket
-            .async_io(Interest::WRITABLE, || {
-                SockRef::from(socket).send_to_vectored(&parts, &to)
-            })
+            .async_io(Interest::WRITABLE, || self.try_send_to(socket, &to))
             .await
+    }
+
+    /// Sends the datagram now if the socket can take it (`WouldBlock` if not); call it from
+    /// tokio's `try_io`/`async_io` so that readiness is tracked.
+    pub(crate) fn try_send_to(&self, socket: &UdpSocket, to: &SockAddr) -> io::Result<usize> {
+        let parts = [IoSlice::new(self.header()), IoSlice::new(self.payload())];
+        SockRef::from(socket).send_to_vectored(&parts, to)
     }
 
     /// The whole datagram as one contiguous buffer (copies; meant for tests and tools, not the

@@ -22,8 +22,10 @@
 
 pub mod datagram;
 pub mod handler;
+mod receive;
 mod router;
 mod segment;
+mod send_many;
 pub mod server;
 pub mod socket;
 pub mod stats;

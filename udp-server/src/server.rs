@@ -1,9 +1,9 @@
 //! The server: one receive loop, one send loop, and graceful shutdown.
 //!
-//! [`Server::run`] owns the socket for its lifetime. The receive loop reads each datagram into
-//! a shared buffer (one copy, out of the kernel), offers it to the router, and
-//! opens sessions through the [`ProtocolHandler`] for peers without one. It never waits on a
-//! session: a full inbound queue drops the datagram. Per-datagram errors (an ICMP error that
+//! [`Server::run`] owns the socket for its lifetime. The receive loop reads datagrams in
+//! batches into shared buffers (one copy, out of the kernel; see `receive`), offers each to
+//! the router, and opens sessions through the [`ProtocolHandler`] for peers without one. It
+//! never waits on a session: a full inbound queue drops the datagram. Per-datagram errors (an ICMP error that
 //! reaches the socket, e.g. `ECONNREFUSED` where the OS reports port-unreachable on an
 //! unconnected socket; Linux does not without `IP_RECVERR`) are counted, logged and survived;
 //! only a fatal socket error ends the server. The send loop drains the outbound queue that
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -31,16 +31,11 @@ use tracing::{debug, error, info, warn};
 
 use crate::datagram::Outgoing;
 use crate::handler::{PeerSender, ProtocolHandler, Refusal, SessionEnd, SessionIo};
+use crate::receive::{BatchReceiver, Fill, SLOTS};
 use crate::router::{Delivery, RouteId, Router};
 use crate::segment;
+use crate::send_many;
 use crate::stats::Stats;
-
-/// The largest datagram received whole (the UDP length field's limit).
-const MAX_DATAGRAM: usize = 65_535;
-
-/// Receive buffers are carved out of chunks this large, so that small datagrams share one
-/// allocation and a received datagram is never copied again.
-const RECEIVE_CHUNK: usize = 4 * MAX_DATAGRAM;
 
 /// How many datagrams the receive loop takes from the socket per wake-up, at most, before it
 /// lets the sessions run.
@@ -187,7 +182,8 @@ impl<H: ProtocolHandler> Server<H> {
             sessions: TaskTracker::new(),
             sessions_cancel: CancellationToken::new(),
             ended: mpsc::unbounded_channel(),
-            buf: BytesMut::with_capacity(RECEIVE_CHUNK),
+            receiver: BatchReceiver::new(),
+            received: Vec::with_capacity(SLOTS),
         };
         let result = receive.run(shutdown).await;
         receive.sessions.close();
@@ -272,8 +268,10 @@ struct ReceiveLoop<H> {
         mpsc::UnboundedSender<SessionEnded>,
         mpsc::UnboundedReceiver<SessionEnded>,
     ),
-    /// Where datagrams are received; split off as [`Bytes`] without copying.
-    buf: BytesMut,
+    /// Takes datagrams off the socket into shared buffers.
+    receiver: BatchReceiver,
+    /// The datagrams of the last receive call, on their way to the router.
+    received: Vec<(Bytes, SocketAddr)>,
 }
 
 /// Where the receive loop is in its life.
@@ -338,19 +336,29 @@ impl<H: ProtocolHandler> ReceiveLoop<H> {
     /// replies) together, so the send loop too gets them in one batch. Returns only fatal
     /// errors.
     fn receive_batch(&mut self, phase: Phase) -> io::Result<()> {
-        for _ in 0..RECEIVE_BATCH {
-            match try_receive(&self.socket, &mut self.buf) {
-                Ok((datagram, peer)) => self.route(datagram, peer, phase),
+        let mut received = std::mem::take(&mut self.received);
+        let mut result = Ok(());
+        for _ in 0..RECEIVE_BATCH.div_ceil(SLOTS) {
+            let fill = self.receiver.receive(&self.socket, &mut received);
+            for (datagram, peer) in received.drain(..) {
+                self.route(datagram, peer, phase);
+            }
+            match fill {
+                Ok(Fill::Full) => {}
                 // Readiness is cleared: the next wake-up comes from the reactor.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Ok(Fill::Drained) => break,
                 Err(e) if is_transient(&e) => {
                     Stats::bump(&self.stats.receive_errors);
                     debug!("receive error (ignored): {e}");
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
         }
-        Ok(())
+        self.received = received;
+        result
     }
 
     /// Routes one received datagram.
@@ -424,14 +432,29 @@ impl<H: ProtocolHandler> ReceiveLoop<H> {
     }
 }
 
-/// Receives one datagram, if one is waiting, into the spare capacity of `buf` and splits it
-/// off. `WouldBlock` when none is.
-fn try_receive(socket: &UdpSocket, buf: &mut BytesMut) -> io::Result<(Bytes, SocketAddr)> {
-    if buf.capacity() < MAX_DATAGRAM && !buf.try_reclaim(MAX_DATAGRAM) {
-        *buf = BytesMut::with_capacity(RECEIVE_CHUNK);
+/// Sends `datagrams` each as its own datagram, as many per system call as the OS takes (see
+/// `send_many`); a datagram that fails is counted and skipped.
+async fn send_each(socket: &UdpSocket, mut datagrams: &[Outgoing], stats: &Stats) {
+    while !datagrams.is_empty() {
+        let sent = socket
+            .async_io(Interest::WRITABLE, || {
+                send_many::try_send_many(socket, datagrams)
+            })
+            .await;
+        match sent {
+            Ok(sent) => {
+                stats
+                    .datagrams_out
+                    .fetch_add(sent as u64, Ordering::Relaxed);
+                datagrams = &datagrams[sent..];
+            }
+            Err(e) => {
+                Stats::bump(&stats.send_errors);
+                debug!(peer = %datagrams[0].to, "send failed: {e}");
+                datagrams = &datagrams[1..];
+            }
+        }
     }
-    let (_, peer) = socket.try_recv_buf_from(buf)?;
-    Ok((buf.split().freeze(), peer))
 }
 
 /// Errors that concern one datagram or one peer, not the socket.
@@ -464,7 +487,8 @@ fn is_transient_os_error(code: i32) -> bool {
 
 /// Sends every queued datagram until the queue is empty and either all senders are gone or
 /// `flush` is cancelled (after which nothing new is accepted). Takes up to [`SEND_BATCH`] per
-/// wake-up, and sends runs of equal-sized datagrams to one peer as one segmented write.
+/// wake-up; sends runs of equal-sized datagrams to one peer as one segmented write, and the
+/// others several per system call.
 async fn send_loop(
     socket: Arc<UdpSocket>,
     mut rx: mpsc::Receiver<Outgoing>,
@@ -496,16 +520,15 @@ async fn send_loop(
             } else {
                 1
             };
-            let (now, later) = rest.split_at(run);
-            rest = later;
             if run > 1 {
+                let (now, later) = rest.split_at(run);
                 let sent = socket
                     .async_io(Interest::WRITABLE, || segment::try_send_run(&socket, now))
                     .await;
                 match sent {
                     Ok(()) => {
                         stats.datagrams_out.fetch_add(run as u64, Ordering::Relaxed);
-                        continue;
+                        rest = later;
                     }
                     Err(e) if segment::is_refusal(&e) => {
                         debug!("segmented send refused ({e}): sending datagrams one by one");
@@ -514,19 +537,22 @@ async fn send_loop(
                     Err(e) => {
                         stats.send_errors.fetch_add(run as u64, Ordering::Relaxed);
                         debug!(peer = %now[0].to, "send failed: {e}");
-                        continue;
+                        rest = later;
                     }
                 }
+                continue;
             }
-            for out in now {
-                match out.datagram.send_to(&socket, out.to).await {
-                    Ok(_) => Stats::bump(&stats.datagrams_out),
-                    Err(e) => {
-                        Stats::bump(&stats.send_errors);
-                        debug!(peer = %out.to, "send failed: {e}");
-                    }
-                }
-            }
+            // Up to the next run, if any: datagrams that go out each on its own.
+            let singles = if segmenting {
+                (1..rest.len())
+                    .find(|&i| segment::run_len(&rest[i..]) > 1)
+                    .unwrap_or(rest.len())
+            } else {
+                rest.len()
+            };
+            let (now, later) = rest.split_at(singles);
+            send_each(&socket, now, &stats).await;
+            rest = later;
         }
         batch.clear();
     }
