@@ -4,15 +4,16 @@
 //! or refuse the server's OACK). The same codec, option rules, windows, block-number wrap and
 //! retransmission rules apply in both directions.
 //!
-//! Each transfer uses its own UDP socket ([`Client::get`], [`Client::put`]), or any other
-//! datagram path that implements [`ClientLink`] ([`Client::get_over`], [`Client::put_over`]:
-//! channels, a fault-injecting relay in tests). RFC 1350 lets a server answer from a new port
-//! (its transfer ID): the client locks onto the address of the first reply and answers
-//! datagrams from anywhere else with ERROR 5, leaving the transfer undisturbed.
+//! Each transfer uses its own UDP socket ([`Client::get`], [`Client::put`]; on Linux it takes
+//! a window of DATA in one receive, see `client_socket`), or any other datagram path that
+//! implements [`ClientLink`] ([`Client::get_over`], [`Client::put_over`]: channels, a
+//! fault-injecting relay in tests). RFC 1350 lets a server answer from a new port (its
+//! transfer ID): the client locks onto the address of the first reply and answers datagrams
+//! from anywhere else with ERROR 5, leaving the transfer undisturbed.
 
 use std::future::Future;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,6 +22,7 @@ use tokio::net::UdpSocket;
 use tokio::time::{Instant, sleep, sleep_until};
 use udp_server::Datagram;
 
+use crate::client_socket::ClientSocket;
 use crate::error::ErrorReply;
 use crate::options::RequestOptions;
 use crate::packet::{ErrorCode, Mode, Packet, Request, TftpOption};
@@ -136,8 +138,8 @@ impl Client {
 
     /// Downloads `filename` from `server`, over a fresh UDP socket.
     pub async fn get(&self, server: SocketAddr, filename: &str) -> Result<Bytes, ClientError> {
-        self.get_over(&mut bind_like(server).await?, server, filename)
-            .await
+        let mut socket = ClientSocket::bind_like(server).await?;
+        self.get_over(&mut socket, server, filename).await
     }
 
     /// Uploads `contents` to `server` as `filename`, over a fresh UDP socket.
@@ -147,8 +149,8 @@ impl Client {
         filename: &str,
         contents: Bytes,
     ) -> Result<(), ClientError> {
-        self.put_over(&mut bind_like(server).await?, server, filename, contents)
-            .await
+        let mut socket = ClientSocket::bind_like(server).await?;
+        self.put_over(&mut socket, server, filename, contents).await
     }
 
     /// Downloads `filename` from `server` over `link`.
@@ -285,13 +287,4 @@ impl Client {
 enum Opcode {
     Read,
     Write,
-}
-
-/// A socket on the wildcard address of `server`'s family, any port.
-async fn bind_like(server: SocketAddr) -> io::Result<UdpSocket> {
-    let local: SocketAddr = match server {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    UdpSocket::bind(local).await
 }

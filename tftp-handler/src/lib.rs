@@ -14,13 +14,15 @@
 //! - `session`: checks a request and starts the right transfer.
 //! - [`handler`]: [`TftpHandler`], the `ProtocolHandler` implementation; `reply_limit`: the
 //!   rate limit of its one-off ERROR replies.
-//! - [`client`]: [`Client`], a TFTP client made of the same state machines.
+//! - [`client`]: [`Client`], a TFTP client made of the same state machines; `client_socket`:
+//!   its UDP socket, which receives a window of DATA in one system call where Linux allows.
 //! - [`store`]: the [`Store`] trait and the in-memory [`MemoryStore`]; [`persist`]: the same,
 //!   saving completed uploads to a directory.
 //! - [`access`]: the allow/deny address list. [`names`]: file-name rules. [`config`]: protocol settings. [`error`]: ERROR replies.
 
 pub mod access;
 pub mod client;
+mod client_socket;
 pub mod config;
 pub mod error;
 pub mod handler;

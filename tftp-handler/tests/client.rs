@@ -104,6 +104,19 @@ async fn negotiated_block_and_window_sizes_carry_the_transfer_past_the_block_num
 }
 
 #[tokio::test]
+async fn a_download_of_many_full_windows_is_byte_exact() {
+    // 16-block windows of 1468-byte blocks reach the client as segmented runs (one coalesced
+    // receive each on Linux); the odd length ends the last window early with a short block.
+    let contents = file(1468 * 16 * 40 + 1468 * 5 + 333);
+    let server = serve(&[("windows", contents.clone())]);
+    let options = RequestOptions::default()
+        .with_block_size(1468)
+        .with_window_size(16);
+    let got = client(options).get(server.addr, "windows").await.unwrap();
+    assert_eq!(got, contents);
+}
+
+#[tokio::test]
 async fn netascii_round_trips_restore_the_file() {
     let text = Bytes::from_static(b"line one\nline two\r\nbare cr\rend\r");
     let server = serve(&[]);
