@@ -4,12 +4,13 @@
 //! or refuse the server's OACK). The same codec, option rules, windows, block-number wrap and
 //! retransmission rules apply in both directions.
 //!
-//! Each transfer uses its own UDP socket ([`Client::get`], [`Client::put`]; on Linux it takes
-//! a window of DATA in one receive, see `client_socket`), or any other datagram path that
-//! implements [`ClientLink`] ([`Client::get_over`], [`Client::put_over`]: channels, a
-//! fault-injecting relay in tests). RFC 1350 lets a server answer from a new port (its
-//! transfer ID): the client locks onto the address of the first reply and answers datagrams
-//! from anywhere else with ERROR 5, leaving the transfer undisturbed.
+//! Each transfer uses its own UDP socket ([`Client::get`], [`Client::put`]; on Linux a
+//! windowed download takes a window of DATA in one receive, see `client_socket`), or any
+//! other datagram path that implements [`ClientLink`] ([`Client::get_over`],
+//! [`Client::put_over`]: channels, a fault-injecting relay in tests). RFC 1350 lets a server
+//! answer from a new port (its transfer ID): the client locks onto the address of the first
+//! reply and answers datagrams from anywhere else with ERROR 5, leaving the transfer
+//! undisturbed.
 
 use std::future::Future;
 use std::io;
@@ -138,7 +139,9 @@ impl Client {
 
     /// Downloads `filename` from `server`, over a fresh UDP socket.
     pub async fn get(&self, server: SocketAddr, filename: &str) -> Result<Bytes, ClientError> {
-        let mut socket = ClientSocket::bind_like(server).await?;
+        // Only windows of DATA come as runs worth coalescing.
+        let windowed = self.config.options.window_size.is_some_and(|w| w > 1);
+        let mut socket = ClientSocket::bind_like(server, windowed).await?;
         self.get_over(&mut socket, server, filename).await
     }
 
@@ -149,7 +152,8 @@ impl Client {
         filename: &str,
         contents: Bytes,
     ) -> Result<(), ClientError> {
-        let mut socket = ClientSocket::bind_like(server).await?;
+        // An upload receives only acknowledgements: nothing to coalesce.
+        let mut socket = ClientSocket::bind_like(server, false).await?;
         self.put_over(&mut socket, server, filename, contents).await
     }
 

@@ -35,21 +35,23 @@ pub(crate) struct ClientSocket {
 }
 
 impl ClientSocket {
-    /// A socket on the wildcard address of `server`'s family, any port, with coalesced
-    /// receives where the kernel offers them.
-    pub(crate) async fn bind_like(server: SocketAddr) -> io::Result<Self> {
+    /// A socket on the wildcard address of `server`'s family, any port; with coalesced
+    /// receives, if `coalesce` and the kernel offers them.
+    pub(crate) async fn bind_like(server: SocketAddr, coalesce: bool) -> io::Result<Self> {
         let local: SocketAddr = match server {
             SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
             SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
         };
-        Ok(Self::new(UdpSocket::bind(local).await?))
+        Ok(Self::new(UdpSocket::bind(local).await?, coalesce))
     }
 
-    /// Wraps `socket`, turning on coalesced receives where the kernel offers them.
-    pub(crate) fn new(socket: UdpSocket) -> Self {
+    /// Wraps `socket`; turns on coalesced receives if `coalesce` and the kernel offers them.
+    /// Worth it only where runs of datagrams come (a download with windows): it costs a
+    /// system call and a 64 KiB buffer per socket, which a short lock-step transfer feels.
+    pub(crate) fn new(socket: UdpSocket, coalesce: bool) -> Self {
         Self {
             #[cfg(target_os = "linux")]
-            coalesced: gro::Coalesced::enable(&socket),
+            coalesced: coalesce.then(|| gro::Coalesced::enable(&socket)).flatten(),
             socket,
         }
     }
@@ -314,7 +316,7 @@ mod tests {
 
     /// A socket under test and a plain socket connected to it.
     pub(super) async fn pair() -> (ClientSocket, std::net::UdpSocket) {
-        let receiver = ClientSocket::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let receiver = ClientSocket::new(UdpSocket::bind("127.0.0.1:0").await.unwrap(), true);
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         sender
             .connect(receiver.socket.local_addr().unwrap())
