@@ -3,10 +3,10 @@
 //! [`Server::run`] owns the socket for its lifetime. The receive loop reads datagrams in
 //! batches into shared buffers (one copy, out of the kernel; see `receive`), offers each to
 //! the router, and opens sessions through the [`ProtocolHandler`] for peers without one. It
-//! never waits on a session: a full inbound queue drops the datagram. Per-datagram errors (an ICMP error that
-//! reaches the socket, e.g. `ECONNREFUSED` where the OS reports port-unreachable on an
-//! unconnected socket; Linux does not without `IP_RECVERR`) are counted, logged and survived;
-//! only a fatal socket error ends the server. The send loop drains the outbound queue that
+//! never waits on a session: a full inbound queue drops the datagram. Per-datagram errors
+//! (an ICMP error that reaches the socket, e.g. `ECONNREFUSED` where the OS reports
+//! port-unreachable on an unconnected socket; Linux does not without `IP_RECVERR`) are
+//! counted, logged and survived; only a fatal socket error ends the server. The send loop drains the outbound queue that
 //! every session shares.
 //!
 //! Shutdown, when the caller's token is cancelled: no new sessions; live sessions keep being
