@@ -127,7 +127,7 @@ async fn downloads_checked_against_a_wrong_digest_all_fail() {
     assert!(
         failures
             .iter()
-            .all(|f| f.as_str().unwrap().contains("do not match")),
+            .all(|f| f.as_str().unwrap().contains("SHA-256 differs")),
         "{summary:#}"
     );
 }

@@ -27,7 +27,7 @@ use crate::client_socket::ClientSocket;
 use crate::error::ErrorReply;
 use crate::options::RequestOptions;
 use crate::packet::{ErrorCode, Mode, Packet, Request, TftpOption};
-use crate::transfer::{BlockSource, Outcome, Receiver, Sender, Timing, Transfer, now};
+use crate::transfer::{BlockSource, Consumer, Outcome, Receiver, Sender, Timing, Transfer, now};
 
 /// How a [`Client`] behaves. Start from [`ClientConfig::default`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,10 +139,40 @@ impl Client {
 
     /// Downloads `filename` from `server`, over a fresh UDP socket.
     pub async fn get(&self, server: SocketAddr, filename: &str) -> Result<Bytes, ClientError> {
+        let mut socket = self.download_socket(server).await?;
+        self.get_over(&mut socket, server, filename).await
+    }
+
+    /// Downloads `filename` from `server` over a fresh UDP socket without holding the file:
+    /// each block's bytes (translated, in netascii mode) go to `consume` as they arrive, in
+    /// order, so that a file of any size costs one block of memory. An `Err(message)` from
+    /// `consume` abandons the transfer: the server gets ERROR 0 with the message, and this
+    /// returns [`ClientError::Abandoned`]. Returns the number of bytes received.
+    pub async fn get_with<F>(
+        &self,
+        server: SocketAddr,
+        filename: &str,
+        mut consume: F,
+    ) -> Result<u64, ClientError>
+    where
+        F: FnMut(&[u8]) -> Result<(), String> + Send,
+    {
+        let mut socket = self.download_socket(server).await?;
+        let mut received = 0;
+        let counting = |data: &[u8]| {
+            received += data.len() as u64;
+            consume(data)
+        };
+        self.download(&mut socket, server, filename, Some(Box::new(counting)))
+            .await?;
+        Ok(received)
+    }
+
+    /// A socket for downloading from `server`.
+    async fn download_socket(&self, server: SocketAddr) -> io::Result<ClientSocket> {
         // Only windows of DATA come as runs worth coalescing.
         let windowed = self.config.options.window_size.is_some_and(|w| w > 1);
-        let mut socket = ClientSocket::bind_like(server, windowed).await?;
-        self.get_over(&mut socket, server, filename).await
+        ClientSocket::bind_like(server, windowed).await
     }
 
     /// Uploads `contents` to `server` as `filename`, over a fresh UDP socket.
@@ -164,17 +194,30 @@ impl Client {
         server: SocketAddr,
         filename: &str,
     ) -> Result<Bytes, ClientError> {
+        let contents = self.download(link, server, filename, None).await?;
+        Ok(contents.unwrap_or_default())
+    }
+
+    /// Downloads `filename` from `server` over `link`, into `consume` or else into the
+    /// returned contents.
+    async fn download(
+        &self,
+        link: &mut impl ClientLink,
+        server: SocketAddr,
+        filename: &str,
+        consume: Option<Consumer<'_>>,
+    ) -> Result<Option<Bytes>, ClientError> {
         let request = self.request(Opcode::Read, filename, 0);
         let receiver = Receiver::download(
             request,
             self.config.options,
             self.config.mode,
+            consume,
             self.config.max_file_size,
             self.timing(),
             now(),
         );
-        let contents = self.run(link, server, receiver).await?;
-        Ok(contents.unwrap_or_default())
+        self.run(link, server, receiver).await
     }
 
     /// Uploads `contents` to `server` as `filename` over `link`.

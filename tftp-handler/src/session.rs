@@ -144,7 +144,7 @@ enum Started<U> {
     /// Serving a read request.
     Read(Sender),
     /// Serving a write request into this upload.
-    Write(Receiver, U),
+    Write(Receiver<'static>, U),
 }
 
 /// The store key for a request, or the ERROR that refuses it.

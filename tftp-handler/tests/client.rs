@@ -120,20 +120,85 @@ async fn a_download_of_many_full_windows_is_byte_exact() {
 async fn netascii_round_trips_restore_the_file() {
     let text = Bytes::from_static(b"line one\nline two\r\nbare cr\rend\r");
     let server = serve(&[]);
-    let mut config = ClientConfig::default();
-    config.mode = Mode::Netascii;
-    config.options = RequestOptions::default().with_block_size(8);
-    let netascii = Client::new(config);
-    netascii
-        .put(server.addr, "t.txt", text.clone())
-        .await
-        .unwrap();
+    netascii_upload(&server, "t.txt", &text).await;
     assert_eq!(
         server.store.get("t.txt").unwrap(),
         text,
         "stored untranslated"
     );
-    assert_eq!(netascii.get(server.addr, "t.txt").await.unwrap(), text);
+    assert_eq!(
+        netascii_client().get(server.addr, "t.txt").await.unwrap(),
+        text
+    );
+}
+
+#[tokio::test]
+async fn a_streamed_download_hands_over_every_block_in_order() {
+    let contents = file(512 * 300 + 17);
+    let text = Bytes::from_static(b"a\nb\r\nc\rd\r");
+    let server = serve(&[("s", contents.clone())]);
+    netascii_upload(&server, "t.txt", &text).await;
+    let mut got = Vec::new();
+    let mut blocks = 0;
+    let received = Client::default()
+        .get_with(server.addr, "s", |data| {
+            got.extend_from_slice(data);
+            blocks += 1;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(received, contents.len() as u64);
+    assert_eq!(got, contents);
+    assert_eq!(blocks, 301, "one call per DATA block");
+    // In netascii mode the blocks come translated, even where CR LF straddles two blocks.
+    let mut translated = Vec::new();
+    netascii_client()
+        .get_with(server.addr, "t.txt", |data| {
+            translated.extend_from_slice(data);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(translated, text);
+}
+
+#[tokio::test]
+async fn a_streamed_download_refused_by_its_consumer_is_abandoned() {
+    let server = serve(&[("s", file(512 * 10))]);
+    let mut calls = 0;
+    let err = Client::default()
+        .get_with(server.addr, "s", |_| {
+            calls += 1;
+            if calls == 3 {
+                Err("disk full".into())
+            } else {
+                Ok(())
+            }
+        })
+        .await
+        .unwrap_err();
+    match err {
+        ClientError::Abandoned(reply) => assert!(reply.to_string().contains("disk full")),
+        other => panic!("expected an abandoned transfer, got {other}"),
+    }
+    assert_eq!(calls, 3, "nothing is handed over after the refusal");
+}
+
+/// A client in netascii mode with 8-byte blocks, so that short texts span several blocks.
+fn netascii_client() -> Client {
+    let mut config = ClientConfig::default();
+    config.mode = Mode::Netascii;
+    config.options = RequestOptions::default().with_block_size(8);
+    Client::new(config)
+}
+
+/// Uploads `text` in netascii mode as `name`.
+async fn netascii_upload(server: &Running, name: &str, text: &Bytes) {
+    netascii_client()
+        .put(server.addr, name, text.clone())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ pub(crate) mod receiver;
 mod retry;
 mod rtt;
 mod sender;
+mod sink;
 mod source;
 
 use std::fmt;
@@ -26,6 +27,7 @@ use crate::packet::{ErrorCode, Packet};
 pub(crate) use receiver::Receiver;
 pub(crate) use retry::Timing;
 pub(crate) use sender::Sender;
+pub(crate) use sink::Consumer;
 pub(crate) use source::BlockSource;
 
 /// What a transfer state machine offers its driver.

@@ -17,13 +17,13 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use udp_server::Datagram;
 
 use super::retry::{Expiry, Retransmit, Timing};
+use super::sink::{Consumer, Sink};
 use super::{Outcome, Progress, Transfer};
 use crate::error::ErrorReply;
-use crate::netascii::NetasciiDecoder;
 use crate::options::{MAX_WINDOW_SIZE, RequestOptions};
 use crate::packet::{ErrorCode, Mode, Packet, TftpOption, ack};
 
@@ -47,9 +47,9 @@ enum State {
     Done,
 }
 
-/// Receives one file.
+/// Receives one file into a [`Sink`] that lives for `'a`.
 #[derive(Debug)]
-pub(crate) struct Receiver {
+pub(crate) struct Receiver<'a> {
     /// Bytes per full block.
     block_size: usize,
     /// Blocks between ACKs.
@@ -68,17 +68,10 @@ pub(crate) struct Receiver {
     /// The last duplicate block seen since the last in-order one: the next duplicate that
     /// follows it directly belongs to the same resent window and is not answered.
     last_duplicate: Option<u16>,
-    /// The file so far, untranslated.
-    contents: BytesMut,
-    /// File bytes received so far (after translation), for the log.
-    bytes_received: u64,
-    /// Present in netascii mode.
-    decoder: Option<NetasciiDecoder>,
+    /// Where the file's bytes go.
+    sink: Sink<'a>,
     /// The largest file accepted.
     max_size: u64,
-    /// Whether to drop spare capacity from the finished contents: a store keeps them for
-    /// long and counts them by length; a client hands them straight to its caller.
-    trim: bool,
     /// How long to answer a resent final block after completing.
     dally: Duration,
     /// Where the receiver is.
@@ -110,24 +103,33 @@ pub(crate) struct ReceiverParams {
     pub(crate) oack: Option<Bytes>,
 }
 
-impl Receiver {
+impl Receiver<'static> {
     /// Starts a server's side of a write: sends ACK 0 or the OACK.
     pub(crate) fn new(params: ReceiverParams, timing: Timing, now: Instant) -> Self {
         let first_reply = params.oack.clone().unwrap_or_else(ack_zero);
-        Self::start(params, first_reply, State::Receiving, true, timing, now)
+        let sink = Sink::buffer(params.mode, preallocation(&params), true);
+        Self::start(params, sink, first_reply, State::Receiving, timing, now)
     }
+}
 
+impl<'a> Receiver<'a> {
     /// Starts a client's download: sends `request` (an RRQ asking for `asked`) and waits for
-    /// the server's OACK or first block.
+    /// the server's OACK or first block. The file goes to `consume` as it arrives, or with
+    /// none is gathered and handed over at the end.
     pub(crate) fn download(
         request: Bytes,
         asked: RequestOptions,
         mode: Mode,
+        consume: Option<Consumer<'a>>,
         max_size: u64,
         timing: Timing,
         now: Instant,
     ) -> Self {
         let declined = asked.declined();
+        let sink = match consume {
+            Some(consume) => Sink::consumer(mode, consume),
+            None => Sink::buffer(mode, 0, false),
+        };
         let params = ReceiverParams {
             block_size: declined.block_size,
             window_size: declined.window_size,
@@ -137,21 +139,14 @@ impl Receiver {
             dally: Duration::ZERO,
             oack: None,
         };
-        Self::start(
-            params,
-            request,
-            State::Requesting(asked),
-            false,
-            timing,
-            now,
-        )
+        Self::start(params, sink, request, State::Requesting(asked), timing, now)
     }
 
     fn start(
         params: ReceiverParams,
+        sink: Sink<'a>,
         first_reply: Bytes,
         state: State,
-        trim: bool,
         timing: Timing,
         now: Instant,
     ) -> Self {
@@ -164,11 +159,8 @@ impl Receiver {
             since_ack: 0,
             gap_reported: false,
             last_duplicate: None,
-            contents: BytesMut::with_capacity(preallocation(&params)),
-            bytes_received: 0,
-            decoder: (params.mode != Mode::Octet).then(NetasciiDecoder::new),
+            sink,
             max_size: params.max_size,
-            trim,
             dally: params.dally,
             state,
             upload: None,
@@ -193,7 +185,7 @@ impl Receiver {
             self.timer.set_timeout(timeout);
         }
         if let Some(size) = params.announced_size {
-            self.contents
+            self.sink
                 .reserve(size.min(self.max_size).min(MAX_PREALLOCATION) as usize);
         }
         self.first_reply = ack_zero();
@@ -239,33 +231,25 @@ impl Receiver {
                 format!("DATA block larger than the block size {}", self.block_size),
             ));
         }
-        match &mut self.decoder {
-            Some(decoder) => decoder.decode(data, &mut self.contents),
-            None => self.contents.extend_from_slice(data),
+        if let Err(message) = self.sink.write(data) {
+            return self.fail(ErrorReply::new(ErrorCode::NotDefined, message));
         }
-        if self.contents.len() as u64 > self.max_size {
+        if self.sink.written() > self.max_size {
             return self.fail(ErrorReply::new(
                 ErrorCode::DiskFull,
                 format!("file too large: the limit is {} bytes", self.max_size),
             ));
         }
         self.received += 1;
-        self.bytes_received = self.contents.len() as u64;
         self.gap_reported = false;
         self.last_duplicate = None;
         self.timer.progress(now);
         if data.len() < self.block_size {
-            if let Some(decoder) = &mut self.decoder {
-                decoder.finish(&mut self.contents);
-                self.bytes_received = self.contents.len() as u64;
-            }
             self.timer.disarm();
-            let contents = self.contents.split();
-            self.upload = Some(if self.trim {
-                exact_size(contents)
-            } else {
-                contents.freeze()
-            });
+            match self.sink.finish() {
+                Ok(contents) => self.upload = Some(contents),
+                Err(message) => return self.fail(ErrorReply::new(ErrorCode::NotDefined, message)),
+            }
             self.state = State::Publishing(block);
             return;
         }
@@ -274,16 +258,6 @@ impl Receiver {
             self.send_current_ack();
             self.timer.arm(now);
         }
-    }
-}
-
-/// The finished contents, without the spare capacity that doubling growth leaves (up to as
-/// much again as the file): the store counts a file by its length, so that is all it may hold.
-fn exact_size(contents: BytesMut) -> Bytes {
-    if contents.capacity() - contents.len() > contents.len() / 8 {
-        Bytes::copy_from_slice(&contents)
-    } else {
-        contents.freeze()
     }
 }
 
@@ -301,7 +275,7 @@ fn preallocation(params: &ReceiverParams) -> usize {
         .min(MAX_PREALLOCATION) as usize
 }
 
-impl Transfer for Receiver {
+impl Transfer for Receiver<'_> {
     fn handle_packet(&mut self, now: Instant, packet: &Packet<'_>) {
         match (packet, self.state) {
             (Packet::Oack { options }, State::Requesting(asked)) => {
@@ -378,7 +352,7 @@ impl Transfer for Receiver {
 
     fn progress(&self) -> Progress {
         Progress {
-            bytes: self.bytes_received,
+            bytes: self.sink.written(),
             retransmits: self.timer.retransmits(),
         }
     }
@@ -693,9 +667,9 @@ mod tests {
         assert!(r.is_finished());
     }
 
-    fn download(asked: RequestOptions, now: Instant) -> Receiver {
+    fn download(asked: RequestOptions, now: Instant) -> Receiver<'static> {
         let rrq = Bytes::from_static(b"\0\x01f\0octet\0");
-        Receiver::download(rrq, asked, Mode::Octet, 1 << 20, timing(), now)
+        Receiver::download(rrq, asked, Mode::Octet, None, 1 << 20, timing(), now)
     }
 
     #[test]

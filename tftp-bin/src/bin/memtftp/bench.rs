@@ -1,7 +1,8 @@
 //! `memtftp bench`: many transfers at a fixed concurrency, every byte checked, one summary.
 //!
 //! Downloads are checked against a local copy of the file (`--verify-file`) or its SHA-256
-//! (`--verify-sha256`); uploads send generated or given contents, each to its own name, and
+//! (`--verify-sha256`) block by block as they arrive, never gathered, so that the client's
+//! own memory work does not cap what a fast server can show; uploads send generated or given contents, each to its own name, and
 //! with `--read-back` download each one again and compare. A progress bar shows on a terminal;
 //! the summary gives MiB/s, transfers/s, p50/p99 latency and failures, as text or `--json`.
 //! Exit status 0 only if every transfer succeeded and every byte matched.
@@ -70,12 +71,83 @@ enum Expected {
 }
 
 impl Expected {
-    fn matches(&self, got: &[u8]) -> bool {
+    /// A check for one download, fed its bytes as they arrive.
+    fn check(&self) -> Check<'_> {
         match self {
-            Self::Contents(expected) => expected == got,
-            Self::Sha256(digest) => Sha256::digest(got).as_slice() == digest,
+            Self::Contents(expected) => Check::Contents { expected, at: 0 },
+            Self::Sha256(digest) => Check::Sha256 {
+                digest,
+                hasher: Sha256::new(),
+            },
         }
     }
+}
+
+/// One download's check: a download is never held, each block is checked on arrival.
+enum Check<'a> {
+    Contents {
+        expected: &'a [u8],
+        /// Bytes checked so far.
+        at: usize,
+    },
+    Sha256 {
+        digest: &'a [u8; 32],
+        hasher: Sha256,
+    },
+}
+
+impl Check<'_> {
+    /// Checks the next bytes; a mismatch in the contents is reported at once.
+    fn feed(&mut self, data: &[u8]) -> Result<(), String> {
+        match self {
+            Self::Contents { expected, at } => {
+                let want = expected
+                    .get(*at..*at + data.len())
+                    .ok_or_else(|| format!("longer than the expected {} bytes", expected.len()))?;
+                if want != data {
+                    let i = want.iter().zip(data).take_while(|(a, b)| a == b).count();
+                    return Err(format!("byte {} differs from the expected file", *at + i));
+                }
+                *at += data.len();
+            }
+            Self::Sha256 { hasher, .. } => hasher.update(data),
+        }
+        Ok(())
+    }
+
+    /// Checks what only the whole download shows: its length, or its digest.
+    fn finish(self) -> Result<(), String> {
+        match self {
+            Self::Contents { expected, at } if at < expected.len() => Err(format!(
+                "{at} bytes, short of the expected {}",
+                expected.len()
+            )),
+            Self::Contents { .. } => Ok(()),
+            Self::Sha256 { digest, hasher } => {
+                if hasher.finalize().as_slice() == digest {
+                    Ok(())
+                } else {
+                    Err("the SHA-256 differs from the expected one".into())
+                }
+            }
+        }
+    }
+}
+
+/// Downloads `name`, checking its bytes against `expected` as they arrive: the bytes received.
+async fn download_checked(
+    client: &Client,
+    server: std::net::SocketAddr,
+    name: &str,
+    expected: &Expected,
+) -> Result<u64, String> {
+    let mut check = expected.check();
+    let bytes = client
+        .get_with(server, name, |data| check.feed(data))
+        .await
+        .map_err(|e| e.to_string())?;
+    check.finish()?;
+    Ok(bytes)
 }
 
 /// The result of one transfer.
@@ -209,15 +281,8 @@ async fn one(
 ) -> Done {
     let started = Instant::now();
     let (bytes, failure) = match plan {
-        Plan::Download(expected) => match client.get(server, name).await {
-            Ok(got) if expected.matches(&got) => (got.len() as u64, None),
-            Ok(got) => (
-                0,
-                Some(format!(
-                    "download {i}: {} bytes that do not match",
-                    got.len()
-                )),
-            ),
+        Plan::Download(expected) => match download_checked(client, server, name, expected).await {
+            Ok(bytes) => (bytes, None),
             Err(e) => (0, Some(format!("download {i}: {e}"))),
         },
         Plan::Upload {
@@ -228,11 +293,13 @@ async fn one(
             match client.put(server, &remote, contents.clone()).await {
                 Err(e) => (0, Some(format!("upload {remote}: {e}"))),
                 Ok(()) if !read_back => (contents.len() as u64, None),
-                Ok(()) => match client.get(server, &remote).await {
-                    Ok(got) if got == *contents => (contents.len() as u64, None),
-                    Ok(_) => (0, Some(format!("read back {remote}: contents differ"))),
-                    Err(e) => (0, Some(format!("read back {remote}: {e}"))),
-                },
+                Ok(()) => {
+                    let expected = Expected::Contents(contents.clone());
+                    match download_checked(client, server, &remote, &expected).await {
+                        Ok(_) => (contents.len() as u64, None),
+                        Err(e) => (0, Some(format!("read back {remote}: {e}"))),
+                    }
+                }
             }
         }
     };
@@ -318,6 +385,40 @@ mod tests {
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(parse_sha256(&hex).map(|d| d.to_vec()), Ok(digest.to_vec()));
         assert!(parse_sha256("abc").is_err());
-        assert!(Expected::Sha256(parse_sha256(&hex).unwrap_or_default()).matches(b"abc"));
+    }
+
+    /// Feeds `pieces` to a check of `expected`: the first complaint, if any.
+    fn check(expected: &Expected, pieces: &[&[u8]]) -> Result<(), String> {
+        let mut check = expected.check();
+        for piece in pieces {
+            check.feed(piece)?;
+        }
+        check.finish()
+    }
+
+    #[test]
+    fn contents_are_checked_piece_by_piece() {
+        let expected = Expected::Contents(Bytes::from_static(b"abcdef"));
+        assert_eq!(check(&expected, &[b"abc", b"", b"def"]), Ok(()));
+        assert_eq!(
+            check(&expected, &[b"abc", b"dXf"]),
+            Err("byte 4 differs from the expected file".into())
+        );
+        assert_eq!(
+            check(&expected, &[b"abcdef", b"g"]),
+            Err("longer than the expected 6 bytes".into())
+        );
+        assert_eq!(
+            check(&expected, &[b"abcd"]),
+            Err("4 bytes, short of the expected 6".into())
+        );
+    }
+
+    #[test]
+    fn a_digest_is_checked_at_the_end() {
+        let digest: [u8; 32] = Sha256::digest(b"abc").into();
+        let expected = Expected::Sha256(digest);
+        assert_eq!(check(&expected, &[b"a", b"bc"]), Ok(()));
+        assert!(check(&expected, &[b"ab"]).is_err());
     }
 }
