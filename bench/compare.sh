@@ -25,6 +25,8 @@
 #   BIG_MIB [64/8]        size of the big file (S1-S4)
 #   S5_N, S5_C [256/32]   S5 transfers and concurrency (both the same value by default)
 #   S6_N [5000/500], S6_C [64]
+#   S6_THREADS [2]        client threads in S6 (one per CPU of a 2-core machine: one client
+#                         thread, not the server, was S6's limit; see bench/README.md)
 #   S7_N, S7_C [64/8]     S7 uploads and concurrency
 #   S8_SESSIONS [10000/200], S8_FILE_KIB [17/4], S8_DELAY [200ms]
 #                         each S8 session sends (S8_FILE_KIB*2 + 2) packets, each S8_DELAY late
@@ -51,6 +53,7 @@ S5_N=${S5_N:-$(q 256 32)}
 S5_C=${S5_C:-$S5_N}
 S6_N=${S6_N:-$(q 5000 500)}
 S6_C=${S6_C:-64}
+S6_THREADS=${S6_THREADS:-2}
 S7_N=${S7_N:-$(q 64 8)}
 S7_C=${S7_C:-$S7_N}
 S8_SESSIONS=${S8_SESSIONS:-$(q 10000 200)}
@@ -68,7 +71,7 @@ NO_BUILD=${NO_BUILD:-0}
 say() { printf '%s\n' "$*" >&2; }
 die() { say "compare.sh: $*"; exit 1; }
 
-for n in REPS BIG_MIB S5_N S5_C S6_N S6_C S7_N S7_C S8_SESSIONS S8_FILE_KIB RUN_TIMEOUT; do
+for n in REPS BIG_MIB S5_N S5_C S6_N S6_C S6_THREADS S7_N S7_C S8_SESSIONS S8_FILE_KIB RUN_TIMEOUT; do
     [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "$n must be a positive integer, not '${!n}'"
 done
 [[ $(id -u) == 0 ]] || say "warning: not root: dnsmasq (port 69) and tftpd-hpa (-u root) will likely be skipped"
@@ -425,7 +428,7 @@ scenario_args() {
         S3) echo "big.bin -n 1 -c 1 --verify-file $data/big.bin --blksize 65464" ;;
         S4) echo "big.bin -n 1 -c 1 --verify-file $data/big.bin --blksize 1468 --windowsize 16" ;;
         S5) echo "mid.bin -n $S5_N -c $S5_C --verify-file $data/mid.bin" ;;
-        S6) echo "small.bin -n $S6_N -c $S6_C --verify-file $data/small.bin" ;;
+        S6) echo "small.bin -n $S6_N -c $S6_C --threads $S6_THREADS --verify-file $data/small.bin" ;;
         S7) echo "up -n $S7_N -c $S7_C --upload --size 1MiB --read-back" ;;
         S8) echo "held.bin -n $S8_SESSIONS -c $S8_SESSIONS --verify-file $data/held.bin --send-delay $S8_DELAY" ;;
         *) return 1 ;;
@@ -440,7 +443,7 @@ describe() {
         S3) echo "1 x ${BIG_MIB} MiB, blksize 65464" ;;
         S4) echo "1 x ${BIG_MIB} MiB, blksize 1468, windowsize 16" ;;
         S5) echo "$S5_N x 1 MiB, $S5_C at once" ;;
-        S6) echo "$S6_N x 1 KiB, $S6_C at once" ;;
+        S6) echo "$S6_N x 1 KiB, $S6_C at once, $S6_THREADS client threads" ;;
         S7) echo "$S7_N x 1 MiB upload + read-back, $S7_C at once" ;;
         S8) echo "$S8_SESSIONS held sessions (${S8_FILE_KIB} KiB, each packet $S8_DELAY late)" ;;
     esac
@@ -571,7 +574,7 @@ report() {
     for name in "${!SKIP[@]}"; do
         echo "- $name: skipped (${SKIP[$name]})"
     done
-    echo "- Settings: QUICK=$QUICK REPS=$REPS BIG_MIB=$BIG_MIB S5=${S5_N}/${S5_C} S6=${S6_N}/${S6_C} S7=${S7_N}/${S7_C} S8=${S8_SESSIONS}x${S8_FILE_KIB}KiB@${S8_DELAY}; ran ${elapsed} s; raw: bench/results/raw/$stamp/"
+    echo "- Settings: QUICK=$QUICK REPS=$REPS BIG_MIB=$BIG_MIB S5=${S5_N}/${S5_C} S6=${S6_N}/${S6_C}/${S6_THREADS}t S7=${S7_N}/${S7_C} S8=${S8_SESSIONS}x${S8_FILE_KIB}KiB@${S8_DELAY}; ran ${elapsed} s; raw: bench/results/raw/$stamp/"
     local cpu_source="/proc/PID/stat utime+stime (tftpd-hpa's transfer processes not counted)"
     [[ -z $CGROUP_KIND ]] || cpu_source="the server's cgroup ($CGROUP_KIND), every process it forked included"
     echo "- Medians over $REPS run(s); ratio = memtftpd / peer (above 1: memtftpd faster; in S8 lower is"

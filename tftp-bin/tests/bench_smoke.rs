@@ -3,7 +3,8 @@
 //! Each test starts the built server on an ephemeral loopback port with a preloaded 200 KiB
 //! file, runs the built `memtftp bench ... --json` a few short ways (lock-step downloads,
 //! windowed downloads with `tsize`, uploads read back), and checks its exit status and JSON
-//! summary: every transfer succeeded, every byte counted. One test proves the check can fail:
+//! summary: every transfer succeeded, every byte counted, whether on one client thread or
+//! several. One test proves the check can fail:
 //! downloads compared with a wrong SHA-256 must all be reported failed. Correctness only;
 //! nothing here measures or asserts on speed (that is `bench/compare.sh`'s job).
 
@@ -88,6 +89,20 @@ async fn lock_step_downloads_checked_against_the_file_all_succeed() {
 }
 
 #[tokio::test]
+async fn downloads_shared_among_client_threads_all_succeed_and_count_once() {
+    let (server, root) = server_with_file().await;
+    let local = root.path().join("boot.img");
+    let verify = ["--verify-file", local.to_str().unwrap()];
+    let (status, summary) = bench(server.addr, "boot.img -n 21 -c 6 --threads 4", &verify).await;
+    assert_all_succeeded(status, &summary, 21, 21 * FILE_SIZE as u64);
+    assert_eq!(summary["threads"], 4, "{summary:#}");
+    // No more threads than transfers at once.
+    let (status, summary) = bench(server.addr, "boot.img -n 3 -c 2 -t 5", &verify).await;
+    assert_all_succeeded(status, &summary, 3, 3 * FILE_SIZE as u64);
+    assert_eq!(summary["threads"], 2, "{summary:#}");
+}
+
+#[tokio::test]
 async fn windowed_downloads_with_tsize_checked_against_the_digest_all_succeed() {
     let (server, _root) = server_with_file().await;
     let digest: String = Sha256::digest(pattern(FILE_SIZE))
@@ -116,7 +131,7 @@ async fn downloads_checked_against_a_wrong_digest_all_fail() {
         .map(|b| format!("{b:02x}"))
         .collect();
     let verify = ["--verify-sha256", wrong.as_str()];
-    let (status, summary) = bench(server.addr, "boot.img -n 5 -c 5", &verify).await;
+    let (status, summary) = bench(server.addr, "boot.img -n 5 -c 5 -t 2", &verify).await;
     assert!(
         !status.success(),
         "bench passed a wrong digest: {summary:#}"

@@ -36,6 +36,11 @@ pub(crate) struct BenchArgs {
     /// Transfers running at once.
     #[arg(short = 'c', long, default_value_t = 8)]
     concurrency: usize,
+    /// Client threads. Each runs its own event loop with an even share of the transfers and
+    /// of the concurrency, so that no datagram crosses threads; more than one lets the client
+    /// use more than one CPU on many concurrent transfers.
+    #[arg(short = 't', long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: u16,
     /// Upload instead of download.
     #[arg(long)]
     upload: bool,
@@ -167,6 +172,7 @@ struct Summary {
     direction: &'static str,
     transfers: usize,
     concurrency: usize,
+    threads: usize,
     succeeded: usize,
     failed: usize,
     bytes: u64,
@@ -190,23 +196,35 @@ pub(crate) async fn run(args: BenchArgs) -> Result<ExitCode, String> {
     let client = Arc::new(Client::new(config));
     let plan = Arc::new(plan(&args)?);
     let progress = progress_bar(args.transfers as u64);
+    let concurrency = args.concurrency.max(1);
+    let threads = usize::from(args.threads).min(concurrency);
+    let share = |index: usize| Share {
+        client: Arc::clone(&client),
+        server,
+        plan: Arc::clone(&plan),
+        name: args.name.clone(),
+        first: index,
+        step: threads,
+        transfers: args.transfers,
+        // An even split of the concurrency; the first shares take the remainder.
+        concurrency: concurrency / threads + usize::from(index < concurrency % threads),
+        progress: progress.clone(),
+    };
     let started = Instant::now();
-    let results: Vec<Done> = futures::stream::iter(0..args.transfers)
-        .map(|i| {
-            let (client, plan, name) = (Arc::clone(&client), Arc::clone(&plan), args.name.clone());
-            let progress = progress.clone();
-            async move {
-                let done = one(&client, server, &plan, &name, i).await;
-                progress.inc(1);
-                done
-            }
-        })
-        .buffer_unordered(args.concurrency.max(1))
-        .collect()
-        .await;
+    let others = (1..threads)
+        .map(|index| share(index).spawn())
+        .collect::<Result<Vec<_>, String>>()?;
+    let mut results = share(0).run().await;
+    for other in others {
+        let part = tokio::task::spawn_blocking(move || other.join())
+            .await
+            .map_err(|e| format!("a client thread failed: {e}"))?
+            .map_err(|_| "a client thread panicked".to_string())??;
+        results.extend(part);
+    }
     let elapsed = started.elapsed();
     progress.finish_and_clear();
-    let summary = summarize(&args, &results, elapsed);
+    let summary = summarize(&args, threads, &results, elapsed);
     if args.json {
         println!(
             "{}",
@@ -220,6 +238,57 @@ pub(crate) async fn run(args: BenchArgs) -> Result<ExitCode, String> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// One thread's part of a run: transfers `first`, `first + step`, ... below `transfers`.
+struct Share {
+    client: Arc<Client>,
+    server: std::net::SocketAddr,
+    plan: Arc<Plan>,
+    name: String,
+    first: usize,
+    step: usize,
+    transfers: usize,
+    /// This share's transfers at once.
+    concurrency: usize,
+    progress: ProgressBar,
+}
+
+impl Share {
+    /// Runs the share on the current thread's runtime.
+    async fn run(self) -> Vec<Done> {
+        let Self {
+            client,
+            server,
+            plan,
+            name,
+            progress,
+            ..
+        } = &self;
+        futures::stream::iter((self.first..self.transfers).step_by(self.step))
+            .map(|i| async move {
+                let done = one(client, *server, plan, name, i).await;
+                progress.inc(1);
+                done
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await
+    }
+
+    /// Runs the share on a thread of its own, with its own single-threaded runtime.
+    fn spawn(self) -> Result<std::thread::JoinHandle<Result<Vec<Done>, String>>, String> {
+        std::thread::Builder::new()
+            .name(format!("memtftp-{}", self.first))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start a client thread's runtime: {e}"))?;
+                Ok(runtime.block_on(self.run()))
+            })
+            .map_err(|e| format!("cannot start a client thread: {e}"))
+    }
 }
 
 /// What each transfer does.
@@ -320,7 +389,7 @@ fn progress_bar(total: u64) -> ProgressBar {
     bar
 }
 
-fn summarize(args: &BenchArgs, results: &[Done], elapsed: Duration) -> Summary {
+fn summarize(args: &BenchArgs, threads: usize, results: &[Done], elapsed: Duration) -> Summary {
     let mut latencies: Vec<Duration> = results.iter().map(|d| d.latency).collect();
     latencies.sort_unstable();
     let percentile = |p: f64| -> f64 {
@@ -341,6 +410,7 @@ fn summarize(args: &BenchArgs, results: &[Done], elapsed: Duration) -> Summary {
         direction: if args.upload { "upload" } else { "download" },
         transfers: results.len(),
         concurrency: args.concurrency,
+        threads,
         succeeded: results.len() - failures.len(),
         failed: failures.len(),
         bytes,
@@ -356,8 +426,8 @@ fn summarize(args: &BenchArgs, results: &[Done], elapsed: Duration) -> Summary {
 
 fn print_text(s: &Summary) {
     println!(
-        "{} {} x{} at concurrency {}: {} ok, {} failed",
-        s.direction, s.server, s.transfers, s.concurrency, s.succeeded, s.failed
+        "{} {} x{} at concurrency {} on {} thread(s): {} ok, {} failed",
+        s.direction, s.server, s.transfers, s.concurrency, s.threads, s.succeeded, s.failed
     );
     println!(
         "{:.1} MiB in {:.3} s: {:.2} MiB/s, {:.1} transfers/s",

@@ -129,7 +129,8 @@ fn main() -> ExitCode {
     // One thread: every transfer runs inside `block_on`, so with a multi-threaded runtime each
     // datagram was noticed by a worker thread's reactor and handed across threads to the main
     // one (measured: 19.3 MiB/s for a pinned lock-step download, 24.3 on one thread; 256
-    // concurrent downloads 45 MiB/s, 65 on one thread).
+    // concurrent downloads 45 MiB/s, 65 on one thread). `bench --threads N` adds threads
+    // that each run a share of the transfers on a runtime of their own, for the same reason.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
