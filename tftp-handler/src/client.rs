@@ -156,18 +156,14 @@ impl Client {
         &self,
         server: SocketAddr,
         filename: &str,
-        mut consume: F,
+        consume: F,
     ) -> Result<u64, ClientError>
     where
         F: FnMut(&[u8]) -> Result<(), String> + Send,
     {
         let mut socket = self.download_socket(server).await?;
-        let mut received = 0;
-        let counting = |data: &[u8]| {
-            received += data.len() as u64;
-            consume(data)
-        };
-        self.download(&mut socket, server, filename, Some(Box::new(counting)))
+        let (_, received) = self
+            .download(&mut socket, server, filename, Some(Box::new(consume)))
             .await?;
         Ok(received)
     }
@@ -198,19 +194,19 @@ impl Client {
         server: SocketAddr,
         filename: &str,
     ) -> Result<Bytes, ClientError> {
-        let contents = self.download(link, server, filename, None).await?;
+        let (contents, _) = self.download(link, server, filename, None).await?;
         Ok(contents.unwrap_or_default())
     }
 
     /// Downloads `filename` from `server` over `link`, into `consume` or else into the
-    /// returned contents.
+    /// returned contents; with the number of bytes received.
     async fn download(
         &self,
         link: &mut impl ClientLink,
         server: SocketAddr,
         filename: &str,
         consume: Option<Consumer<'_>>,
-    ) -> Result<Option<Bytes>, ClientError> {
+    ) -> Result<(Option<Bytes>, u64), ClientError> {
         let request = self.request(Opcode::Read, filename, 0);
         let receiver = Receiver::download(
             request,
@@ -279,13 +275,14 @@ impl Client {
         .to_bytes()
     }
 
-    /// Drives `transfer` over `link`; returns the downloaded contents, if any.
+    /// Drives `transfer` over `link`; returns the downloaded contents, if any, and the file
+    /// bytes moved.
     async fn run<T: Transfer>(
         &self,
         link: &mut impl ClientLink,
         server: SocketAddr,
         mut transfer: T,
-    ) -> Result<Option<Bytes>, ClientError> {
+    ) -> Result<(Option<Bytes>, u64), ClientError> {
         let mut peer: Option<SocketAddr> = None;
         let mut buf = vec![0; self.receive_buffer_len()];
         let mut downloaded = None;
@@ -332,7 +329,7 @@ impl Client {
             }
         }
         match transfer.outcome() {
-            Some(Outcome::Completed) => Ok(downloaded),
+            Some(Outcome::Completed) => Ok((downloaded, transfer.progress().bytes)),
             Some(Outcome::PeerError { code, message }) => Err(ClientError::Server {
                 code: *code,
                 message: message.clone(),

@@ -2,10 +2,12 @@
 //!
 //! Downloads are checked against a local copy of the file (`--verify-file`) or its SHA-256
 //! (`--verify-sha256`) block by block as they arrive, never gathered, so that the client's
-//! own memory work does not cap what a fast server can show; uploads send generated or given contents, each to its own name, and
-//! with `--read-back` download each one again and compare. A progress bar shows on a terminal;
-//! the summary gives MiB/s, transfers/s, p50/p99 latency and failures, as text or `--json`.
-//! Exit status 0 only if every transfer succeeded and every byte matched.
+//! own memory work does not cap what a fast server can show. Uploads send generated or given
+//! contents, each to its own name, and with `--read-back` download each one again and check
+//! it the same way. `--threads` splits the transfers among threads, each with its own event
+//! loop. A progress bar shows on a terminal; the summary gives MiB/s, transfers/s, p50/p99
+//! latency and failures, as text or `--json`. Exit status 0 only if every transfer succeeded
+//! and every byte matched.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
